@@ -35,6 +35,7 @@ import numpy as np
 
 from nbserve.errors import ServingError, StatusCode, as_serving_error
 from nbserve.servables.devices import DeviceRequest, device_index, device_kind
+from nbserve.servables.predict_util import as_feed, check_inputs, output_aliases
 from nbserve.servables.signature import Signature, TensorInfo
 
 _tf_module: Any = None
@@ -316,31 +317,6 @@ def signature_from_proto(key: str, proto: Any) -> Signature:
     )
 
 
-def _datatype_string(dt_name: str) -> str:
-    """TensorFlow's ``DataTypeString``: ``DT_FLOAT`` -> ``float``."""
-    return dt_name[3:].lower() if dt_name.startswith("DT_") else dt_name
-
-
-_NUMPY_DT_CACHE: dict[np.dtype, str] = {}
-
-
-def _numpy_dt_name(dtype: np.dtype) -> str:
-    """The TensorFlow DataType name a numpy array of this dtype becomes when fed."""
-    name = _NUMPY_DT_CACHE.get(dtype)
-    if name is None:
-        if dtype.kind in "OSU":
-            name = "DT_STRING"
-        else:
-            from tensorflow.core.framework import types_pb2
-
-            try:
-                name = types_pb2.DataType.Name(_tf().dtypes.as_dtype(dtype).as_datatype_enum)
-            except TypeError:
-                name = f"numpy {dtype}"
-        _NUMPY_DT_CACHE[dtype] = name
-    return name
-
-
 MAX_CACHED_PLANS = 256
 """Callables kept per servable; keys are (signature, input aliases, sorted output aliases)."""
 
@@ -447,11 +423,11 @@ class SavedModelServable:
         if signature is None:
             raise ServingError(StatusCode.FAILED_PRECONDITION,
                                f'Serving signature key "{signature_key}" not found.')
-        _check_inputs(signature, inputs)
-        output_aliases = _output_aliases(signature, output_filter)
-        plan = self._plan(signature, tuple(sorted(inputs)), tuple(sorted(output_aliases)))
+        check_inputs(signature, inputs)
+        fetch_aliases = output_aliases(signature, output_filter)
+        plan = self._plan(signature, tuple(sorted(inputs)), tuple(sorted(fetch_aliases)))
         try:
-            feeds = [_as_feed(inputs[alias], expected, index)
+            feeds = [as_feed(inputs[alias], expected, index)
                      for index, (alias, expected)
                      in enumerate(zip(plan.feed_aliases, plan.feed_dtypes))]
             if timeout_ms is not None and timeout_ms > 0 and \
@@ -466,7 +442,7 @@ class SavedModelServable:
         except Exception as exc:
             raise self._run_error(exc) from None
         by_alias = dict(zip(plan.output_aliases, plan.output_index))
-        return {alias: np.asarray(fetched[by_alias[alias]]) for alias in output_aliases}
+        return {alias: np.asarray(fetched[by_alias[alias]]) for alias in fetch_aliases}
 
     def _plan(self, signature: Signature, input_aliases: tuple[str, ...],
               output_aliases: tuple[str, ...]) -> _Plan:
@@ -558,57 +534,3 @@ class SavedModelServable:
     def __repr__(self) -> str:
         return (f"SavedModelServable({self._export_dir!r}, device={self._device!r}, "
                 f"signatures={sorted(self._signatures)})")
-
-
-# --------------------------------------------------------------------------------------------
-# Request validation (TF Serving's predict_util.cc)
-
-def _check_inputs(signature: Signature, inputs: Mapping[str, Any]) -> None:
-    if len(inputs) != len(signature.inputs):
-        sent = sorted(inputs)
-        expected = sorted(signature.inputs)
-        extra = sorted(set(sent) - set(expected))
-        missing = sorted(set(expected) - set(sent))
-        raise ServingError(
-            StatusCode.INVALID_ARGUMENT,
-            f"input size does not match signature: {len(sent)}!={len(expected)} "
-            f"len({{{','.join(sent)}}}) != len({{{','.join(expected)}}}). "
-            f"Sent extra: {{{','.join(extra)}}}. Missing but required: {{{','.join(missing)}}}.")
-    for alias in sorted(inputs):
-        if alias not in signature.inputs:
-            raise ServingError(
-                StatusCode.INVALID_ARGUMENT,
-                f"input tensor alias not found in signature: {alias}. Inputs expected to be in "
-                f"the set {{{','.join(sorted(signature.inputs))}}}.")
-
-
-def _output_aliases(signature: Signature,
-                    output_filter: Sequence[str] | None) -> tuple[str, ...]:
-    if not output_filter:
-        return tuple(signature.outputs)
-    seen: set[str] = set()
-    for alias in output_filter:
-        if alias not in signature.outputs:
-            raise ServingError(
-                StatusCode.INVALID_ARGUMENT,
-                f"output tensor alias not found in signature: {alias} Outputs expected to be in "
-                f"the set {{{','.join(sorted(signature.outputs))}}}.")
-        if alias in seen:
-            raise ServingError(StatusCode.INVALID_ARGUMENT,
-                               f"duplicate output tensor alias: {alias}")
-        seen.add(alias)
-    return tuple(output_filter)
-
-
-def _as_feed(value: Any, expected: str, index: int) -> np.ndarray:
-    """``value`` as an array TensorFlow will feed as ``expected`` without a cast, or raise."""
-    array = value if isinstance(value, np.ndarray) else np.asarray(value)
-    given = _numpy_dt_name(array.dtype)
-    if given != expected:
-        raise ServingError(
-            StatusCode.INVALID_ARGUMENT,
-            f"Expects arg[{index}] to be {_datatype_string(expected)} but "
-            f"{_datatype_string(given)} is provided")
-    if array.dtype.kind == "U":
-        array = np.char.encode(array, "utf-8").astype(object)
-    return array
