@@ -86,6 +86,12 @@ FLAGS: tuple[Flag, ...] = (
          "nbserve: a model load running longer ends with DEADLINE_EXCEEDED (0: no limit)"),
     Flag("shutdown_grace_seconds", float, 5.0,
          "nbserve: on SIGTERM/SIGINT, how long in-flight requests may still finish"),
+    # issue 14: TFLite
+    Flag("prefer_tflite_model", _bool, False,
+         "serve model.tflite from a version folder when present (else its SavedModel)"),
+    Flag("num_tflite_pools", int, 1, "TFLite interpreter pools (nbserve default 1)"),
+    Flag("num_tflite_interpreters_per_pool", int, 1,
+         "TFLite interpreters per pool (pools x this = concurrent TFLite runs)"),
 ) + tuple(Flag(name, str, None, "TF Serving flag not implemented by nbserve yet", False) for name in (
     "grpc_socket_path",
     "enable_per_model_batching_parameters", "num_unload_threads", "flush_filesystem_caches",
@@ -93,7 +99,6 @@ FLAGS: tuple[Flag, ...] = (
     "use_alts_credentials", "ssl_config_file", "grpc_channel_arguments", "grpc_max_threads",
     "enable_grpc_healthcheck_service", "enable_profiler", "enable_signature_method_name_check",
     "enable_serialization_as_tensor_content", "remove_unused_fields_from_bundle_metagraph",
-    "prefer_tflite_model", "num_tflite_pools", "num_tflite_interpreters_per_pool",
     "thread_pool_factory_config_file", "mixed_precision", "xla_cpu_compilation_enabled",
     "xla_gpu_compilation_enabled", "skip_initialize_tpu"))
 
@@ -190,6 +195,9 @@ def options_from_flags(values: dict[str, Any]) -> ServerOptions:
         max_inflight_requests=values["max_inflight_requests"],
         load_timeout_seconds=values["load_timeout_seconds"],
         shutdown_grace_seconds=values["shutdown_grace_seconds"],
+        prefer_tflite_model=values["prefer_tflite_model"],  # issue 14: TFLite
+        num_tflite_pools=values["num_tflite_pools"],
+        num_tflite_interpreters_per_pool=values["num_tflite_interpreters_per_pool"],
     )
 
 

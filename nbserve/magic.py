@@ -4,6 +4,7 @@
 
     srv = %tfserve start PATH [--name NAME] [--port P] [--rest_api_port R] [--host H]
                               [--device cpu|gpu|auto] [--poll SECONDS] [--config FILE]
+                              [--tflite]
     %tfserve status      # HTML table in a notebook, plain text elsewhere
     %tfserve logs [-n N] # the recent nbserve log lines (kept in a ring buffer, not on stderr)
     %tfserve stop        # stop this kernel's servers, free their ports
@@ -82,6 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", help="a ModelServerConfig text file")
     parser.add_argument("--load_retries", type=int, default=1,
                         help="retries of a failed load, 1 s apart (default 1)")
+    parser.add_argument("--tflite", action="store_true",  # issue 14: TFLite
+                        help="serve model.tflite where a version folder has one")
     parser.add_argument("-n", "--lines", type=int, default=50, help="logs: how many lines")
     return parser
 
@@ -115,6 +118,8 @@ def serve_kwargs(args: argparse.Namespace) -> dict[str, Any]:
             kwargs["model_config_file_poll_wait_seconds"] = args.poll
     if args.poll:
         kwargs["file_system_poll_wait_seconds"] = args.poll
+    if args.tflite:
+        kwargs["prefer_tflite_model"] = True
     return kwargs
 
 

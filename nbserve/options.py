@@ -129,6 +129,10 @@ class ServerOptions:
     max_inflight_requests: int = 1024  # more concurrent requests -> UNAVAILABLE (503); 0: no limit
     shutdown_grace_seconds: float = 5.0  # stop(): how long in-flight requests may still finish
     auth_token: str = field(default="", repr=False)  # "": no auth; else Bearer token required
+    # issue 14: TFLite (model.tflite in a version folder; nbserve.servables.tflite)
+    prefer_tflite_model: bool = False  # serve model.tflite instead of the SavedModel when present
+    num_tflite_pools: int = 1  # nbserve: TF Serving's default is the number of CPUs
+    num_tflite_interpreters_per_pool: int = 1  # interpreters = pools x interpreters per pool
 
     def replace(self, **changes) -> "ServerOptions":
         return dataclasses.replace(self, **changes)

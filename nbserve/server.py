@@ -38,18 +38,11 @@ log = logging.getLogger("nbserve.server")
 
 
 def saved_model_loader_factory(options: ServerOptions) -> LoaderFactory:
-    """The default source adapter: a version folder becomes a SavedModelLoader."""
+    """The default source adapter: SavedModel or TFLite per version folder (see
+    ``nbserve.servables.loaders``)."""
+    from nbserve.servables.loaders import loader_factory
 
-    def make(servable_id: Any, path: str) -> Any:
-        from nbserve.servables.saved_model import SavedModelLoader
-
-        return SavedModelLoader(path, tags=options.saved_model_tags, device=options.device,
-                                session_config=session_config(options),
-                                gpu_memory_fraction=options.per_process_gpu_memory_fraction,
-                                enable_warmup=options.enable_model_warmup,
-                                warmup_iterations=options.num_request_iterations_for_warmup)
-
-    return make
+    return loader_factory(options)
 
 
 def session_config(options: ServerOptions) -> Any:
@@ -352,6 +345,8 @@ class Server:
                     break
         if detail.get("device"):
             entry["device"] = detail["device"]
+        if detail.get("kind"):  # issue 14: saved_model or tflite
+            entry["kind"] = detail["kind"]
         seconds = detail.get("load_seconds", state.load_seconds)
         if seconds is not None:
             entry["load_seconds"] = seconds

@@ -154,7 +154,8 @@ class ServingService:
             states = self.core.monitor.states(name)
             out.append({
                 "name": name,
-                "model_version_status": [state_entry(states[v]) for v in sorted(states, reverse=True)],
+                "model_version_status": [_with_kind(state_entry(states[v]), states[v])
+                                         for v in sorted(states, reverse=True)],
             })
         return out
 
@@ -173,3 +174,8 @@ def state_entry(state: ServableState) -> dict[str, Any]:
     return version_status_dict(state.id.version, state.state.name,
                                err.code if err else StatusCode.OK, err.message if err else "")
 
+
+def _with_kind(entry: dict[str, Any], state: ServableState) -> dict[str, Any]:
+    """``entry`` plus ``kind`` (``saved_model``/``tflite``) when the loader's detail says it."""
+    kind = (state.detail or {}).get("kind")
+    return {**entry, "kind": kind} if kind else entry

@@ -1,0 +1,572 @@
+"""TFLite servable: ``model.tflite`` served through TensorFlow's TFLite interpreter.
+
+The second kind of servable (DESIGN.md "Kinds of servable"), the Python twin of TF Serving's
+``TfLiteSession`` (``--prefer_tflite_model``). The only module of nbserve that uses the TFLite
+interpreter (``tf.lite.Interpreter`` of the installed TensorFlow, imported lazily through
+``saved_model._tf`` so the import lock and ``gc.freeze`` are shared).
+
+Signatures, TF Serving's rules first:
+
+1. SignatureDefs stored in the flatbuffer's ``signature_defs_metadata`` (what TF Serving's
+   ``tflite::GetSignatureDefMap`` reads; the ``..._tflite_with_sigdef`` test model has one), with
+   each TensorInfo name fixed to an interpreter tensor (the name itself, else the legacy name
+   without its ``:0`` suffix);
+2. else the flatbuffer's own signature table (``interpreter.get_signature_list()``, what
+   ``TFLiteConverter.from_saved_model`` writes; nbserve's addition so a converted SavedModel keeps
+   its aliases): one signature per key, run through its signature runner;
+3. else one ``serving_default`` (method ``tensorflow/serving/predict``) built from the
+   interpreter's input and output tensors: alias = tensor name without a ``:N`` suffix, TensorInfo
+   name = the tensor name, shape = the tensor's current dims (TF Serving's ``tflite_session.cc``).
+
+Running: ``num_pools`` x ``num_interpreters_per_pool`` interpreters, each used by one request at a
+time (an interpreter is not thread-safe): ``run`` takes a free one, blocking while all are busy
+(at most ``timeout_ms`` when given), and puts it back. An input whose shape differs from the
+interpreter's current one is resized (``resize_tensor_input`` + ``allocate_tensors``), as TF
+Serving does for a new batch size. Requests are checked with ``predict_util`` so clients see the
+same texts as for a SavedModel.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import time
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from nbserve.errors import ServingError, StatusCode, as_serving_error
+from nbserve.servables.predict_util import as_feed, check_inputs, numpy_dt_name, output_aliases
+from nbserve.servables.signature import DT_ENUM, Signature, TensorInfo
+
+TFLITE_FILE = "model.tflite"
+SIGNATURE_DEFS_METADATA = "signature_defs_metadata"
+PREDICT_METHOD = "tensorflow/serving/predict"
+DEFAULT_SIGNATURE = "serving_default"
+CPU_DEVICE = "/device:CPU:0"
+
+
+def _tf() -> Any:
+    from nbserve.servables.saved_model import _tf as import_tensorflow
+
+    return import_tensorflow()
+
+
+def has_tflite_model(export_dir: str) -> bool:
+    """True when ``export_dir`` holds a ``model.tflite`` file."""
+    return os.path.isfile(os.path.join(export_dir, TFLITE_FILE))
+
+
+# --------------------------------------------------------------------------------------------
+# Signatures
+
+
+@dataclass(frozen=True)
+class _Binding:
+    """How one signature runs: tensor indices of the primary subgraph (``runner_key`` None), or
+    the flatbuffer signature runner ``runner_key``. Maps alias -> tensor index / runner name."""
+
+    inputs: Mapping[str, int]
+    outputs: Mapping[str, int]
+    feed_order: tuple[str, ...]  # input aliases by tensor name (the arg[i] numbering)
+    runner_key: str | None = None
+
+
+@dataclass
+class _Described:
+    """Everything ``describe`` learns from one interpreter."""
+
+    signatures: dict[str, Signature] = field(default_factory=dict)
+    bindings: dict[str, _Binding] = field(default_factory=dict)
+    source: str = "tensors"  # "metadata", "signature_runners" or "tensors"
+
+
+def legacy_name(tensor_name: str) -> str:
+    """A TF tensor name without its ``:N`` suffix (early TFLite converters stripped it)."""
+    return tensor_name.split(":", 1)[0]
+
+
+def _dt_name(dtype: Any) -> str:
+    name = numpy_dt_name(np.dtype(dtype))
+    return name if name.startswith("DT_") else "DT_INVALID"
+
+
+def _tensor_info(detail: Mapping[str, Any], *, use_signature_shape: bool = False) -> TensorInfo:
+    shape = detail.get("shape_signature") if use_signature_shape else None
+    if shape is None or len(shape) == 0 and len(detail["shape"]) != 0:
+        shape = detail["shape"]
+    return TensorInfo(name=str(detail["name"]), dtype=_dt_name(detail["dtype"]),
+                      shape=tuple(int(d) for d in shape))
+
+
+def metadata_signature_defs(model: bytes) -> dict[str, Any]:
+    """The SignatureDef protos stored in the flatbuffer's ``signature_defs_metadata`` (a
+    flexbuffer map of key -> serialized SignatureDef), by key; empty when there is none.
+    Raises ServingError(INVALID_ARGUMENT) when the entry cannot be parsed (TF Serving's words)."""
+    from flatbuffers import flexbuffers
+    from tensorflow.core.protobuf import meta_graph_pb2
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    try:
+        root = schema.Model.GetRootAsModel(model, 0)
+        for i in range(root.MetadataLength()):
+            entry = root.Metadata(i)
+            if entry is None or entry.Name() != SIGNATURE_DEFS_METADATA.encode():
+                continue
+            buffer = root.Buffers(entry.Buffer())
+            data = bytes(buffer.DataAsNumpy()) if buffer is not None else b""
+            mapping = flexbuffers.GetRoot(bytearray(data)).AsMap
+            result: dict[str, Any] = {}
+            for key, value in zip(mapping.Keys, mapping.Values, strict=True):
+                signature_def = meta_graph_pb2.SignatureDef()
+                signature_def.ParseFromString(
+                    bytes(value.AsBlob if value.IsBlob else value.AsStringBytes))
+                result[key.AsKey] = signature_def
+            return result
+    except ServingError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - flatbuffer/flexbuffer/protobuf parse errors
+        raise ServingError(StatusCode.INVALID_ARGUMENT,
+                           f"Invalid SignatureDefs found in TfLite model: {exc}") from None
+    return {}
+
+
+def _fix_name(name: str, known: Mapping[str, int]) -> str:
+    """TF Serving's ``FixTfLiteTensorName``: the name if a tensor has it, else its legacy name."""
+    if name in known:
+        return name
+    legacy = legacy_name(name)
+    if legacy in known:
+        return legacy
+    raise ServingError(StatusCode.INTERNAL, f"Unknown tensor '{name}'.")
+
+
+def _feed_order(inputs: Mapping[str, TensorInfo]) -> tuple[str, ...]:
+    return tuple(sorted(inputs, key=lambda alias: (inputs[alias].name, alias)))
+
+
+def _from_metadata(defs: Mapping[str, Any], interpreter: Any) -> _Described:
+    """Signatures from stored SignatureDefs, bound to the primary subgraph's tensors."""
+    ins = {str(d["name"]): d for d in interpreter.get_input_details()}
+    outs = {str(d["name"]): d for d in interpreter.get_output_details()}
+    in_index = {name: int(d["index"]) for name, d in ins.items()}
+    out_index = {name: int(d["index"]) for name, d in outs.items()}
+    described = _Described(source="metadata")
+    for key in sorted(defs):
+        proto = defs[key]
+        inputs: dict[str, TensorInfo] = {}
+        outputs: dict[str, TensorInfo] = {}
+        bound_in: dict[str, int] = {}
+        bound_out: dict[str, int] = {}
+        for aliases, side, index, infos, bound, word in (
+                (proto.inputs, ins, in_index, inputs, bound_in, "input"),
+                (proto.outputs, outs, out_index, outputs, bound_out, "output")):
+            for alias in sorted(aliases):
+                info = aliases[alias]
+                try:
+                    name = _fix_name(info.name, index)
+                except ServingError as err:
+                    raise ServingError(err.code, f"Signature {word} {alias} references an "
+                                       f"unknown tensor: {err.message}") from None
+                shape = None
+                if info.HasField("tensor_shape") and not info.tensor_shape.unknown_rank:
+                    shape = tuple(int(d.size) for d in info.tensor_shape.dim)
+                infos[alias] = TensorInfo(name=name, dtype=_dt_name(side[name]["dtype"]),
+                                          shape=shape)
+                bound[alias] = index[name]
+        signature = Signature(key=key, method_name=proto.method_name or PREDICT_METHOD,
+                              inputs=inputs, outputs=outputs)
+        described.signatures[key] = signature
+        described.bindings[key] = _Binding(bound_in, bound_out, _feed_order(inputs))
+    return described
+
+
+def _from_signature_runners(interpreter: Any) -> _Described:
+    """Signatures from the flatbuffer's signature table, each run by its signature runner."""
+    described = _Described(source="signature_runners")
+    for key in sorted(interpreter.get_signature_list()):
+        runner = interpreter.get_signature_runner(key)
+        in_details = runner.get_input_details()
+        out_details = runner.get_output_details()
+        inputs = {alias: _tensor_info(in_details[alias], use_signature_shape=True)
+                  for alias in sorted(in_details)}
+        outputs = {alias: _tensor_info(out_details[alias], use_signature_shape=True)
+                   for alias in sorted(out_details)}
+        described.signatures[key] = Signature(key=key, method_name=PREDICT_METHOD,
+                                              inputs=inputs, outputs=outputs)
+        described.bindings[key] = _Binding(
+            {a: int(d["index"]) for a, d in in_details.items()},
+            {a: int(d["index"]) for a, d in out_details.items()},
+            _feed_order(inputs), runner_key=key)
+    return described
+
+
+def _from_tensors(interpreter: Any) -> _Described:
+    """TF Serving's generated ``serving_default``: aliases are the tensor names less ``:N``."""
+    inputs: dict[str, TensorInfo] = {}
+    outputs: dict[str, TensorInfo] = {}
+    bound_in: dict[str, int] = {}
+    bound_out: dict[str, int] = {}
+    for details, infos, bound, word in ((interpreter.get_input_details(), inputs, bound_in,
+                                         "Input"),
+                                        (interpreter.get_output_details(), outputs, bound_out,
+                                         "Output")):
+        for detail in sorted(details, key=lambda d: str(d["name"])):
+            if not detail["name"]:
+                raise ServingError(StatusCode.INTERNAL,
+                                   f"{word} name missing for tensor index: {detail['index']}")
+            alias = legacy_name(str(detail["name"]))
+            if alias in infos:
+                raise ServingError(StatusCode.ALREADY_EXISTS,
+                                   f"{word} tensor name: {detail['name']} has multiple indices")
+            infos[alias] = _tensor_info(detail)
+            bound[alias] = int(detail["index"])
+    signature = Signature(key=DEFAULT_SIGNATURE, method_name=PREDICT_METHOD,
+                          inputs=inputs, outputs=outputs)
+    return _Described({DEFAULT_SIGNATURE: signature},
+                      {DEFAULT_SIGNATURE: _Binding(bound_in, bound_out, _feed_order(inputs))},
+                      source="tensors")
+
+
+def describe(model: bytes, interpreter: Any) -> _Described:
+    """The model's signatures and how to run each (the rules in the module doc, in order)."""
+    defs = metadata_signature_defs(model)
+    if defs:
+        return _from_metadata(defs, interpreter)
+    if interpreter.get_signature_list():
+        return _from_signature_runners(interpreter)
+    return _from_tensors(interpreter)
+
+
+def signature_def_map(signatures: Mapping[str, Signature]) -> Any:
+    """``signatures`` as a ``tensorflow.serving.SignatureDefMap`` (GetModelMetadata's payload)."""
+    from tensorflow_serving.apis import get_model_metadata_pb2
+
+    result = get_model_metadata_pb2.SignatureDefMap()
+    for key, signature in signatures.items():
+        proto = result.signature_def[key]
+        proto.method_name = signature.method_name
+        for infos, target in ((signature.inputs, proto.inputs),
+                              (signature.outputs, proto.outputs)):
+            for alias, info in infos.items():
+                entry = target[alias]
+                entry.name = info.name
+                entry.dtype = DT_ENUM.get(info.dtype, 0)  # type: ignore[assignment]
+                if info.shape is None:
+                    entry.tensor_shape.unknown_rank = True
+                else:
+                    for size in info.shape:
+                        entry.tensor_shape.dim.add().size = size
+    return result
+
+
+# --------------------------------------------------------------------------------------------
+# Interpreters
+
+
+class _Worker:
+    """One interpreter and the input shapes it is allocated for. Used by one thread at a time."""
+
+    def __init__(self, interpreter: Any) -> None:
+        self.interpreter = interpreter
+        self.shapes: dict[int, tuple[int, ...]] = {
+            int(d["index"]): tuple(int(s) for s in d["shape"])
+            for d in interpreter.get_input_details()}
+        self.runners: dict[str, Any] = {}
+
+    def run_tensors(self, binding: _Binding, feeds: Mapping[str, np.ndarray],
+                    signature: Signature, fetch: Sequence[str]) -> dict[str, np.ndarray]:
+        """Resize what changed, set the inputs, invoke, copy the outputs out."""
+        interpreter = self.interpreter
+        resized = False
+        for alias, value in feeds.items():
+            index = binding.inputs[alias]
+            shape = tuple(int(d) for d in value.shape)
+            if self.shapes.get(index) != shape:
+                try:
+                    interpreter.resize_tensor_input(index, list(shape), strict=False)
+                except (ValueError, RuntimeError):
+                    self.shapes.pop(index, None)
+                    raise ServingError(
+                        StatusCode.INTERNAL,
+                        f"Failed to resize input tensor: {signature.inputs[alias].name} to shape "
+                        f"{list(shape)}.") from None
+                self.shapes[index] = shape
+                resized = True
+        if resized:
+            try:
+                interpreter.allocate_tensors()
+            except (ValueError, RuntimeError):
+                self.shapes.clear()  # re-learn the shapes on the next run
+                raise ServingError(StatusCode.INTERNAL, "Failed to allocate tensors") from None
+        for alias, value in feeds.items():
+            interpreter.set_tensor(binding.inputs[alias], value)
+        try:
+            interpreter.invoke()
+        except (ValueError, RuntimeError):
+            raise ServingError(StatusCode.INTERNAL,
+                               "Failed to invoke TfLite interpreter") from None
+        return {alias: np.array(interpreter.get_tensor(binding.outputs[alias]))
+                for alias in fetch}
+
+    def run_runner(self, binding: _Binding, feeds: Mapping[str, np.ndarray],
+                   fetch: Sequence[str]) -> dict[str, np.ndarray]:
+        key = binding.runner_key or DEFAULT_SIGNATURE
+        runner = self.runners.get(key)
+        if runner is None:
+            runner = self.runners[key] = self.interpreter.get_signature_runner(key)
+        try:
+            results = runner(**feeds)
+        except (ValueError, RuntimeError):
+            raise ServingError(StatusCode.INTERNAL,
+                               "Failed to invoke TfLite interpreter") from None
+        return {alias: np.array(results[alias]) for alias in fetch}
+
+
+class _Pool:
+    """A fixed set of workers; ``take`` blocks until one is free (at most ``timeout`` s)."""
+
+    def __init__(self, workers: Sequence[_Worker]) -> None:
+        self._free: queue.Queue[_Worker] = queue.Queue()
+        for worker in workers:
+            self._free.put(worker)
+        self.size = len(workers)
+
+    @contextmanager
+    def take(self, timeout: float | None) -> Iterator[_Worker]:
+        try:
+            worker = self._free.get(timeout=timeout)
+        except queue.Empty:
+            raise ServingError(StatusCode.DEADLINE_EXCEEDED,
+                               "Timed out waiting for a free TFLite interpreter") from None
+        try:
+            yield worker
+        finally:
+            self._free.put(worker)
+
+
+# --------------------------------------------------------------------------------------------
+# Servable
+
+
+class TfLiteServable:
+    """One loaded ``model.tflite`` (implements ``nbserve.servables.signature.Servable``).
+
+    Thread-safe: concurrent ``run`` calls each take their own interpreter from the pool.
+    """
+
+    kind = "tflite"
+
+    def __init__(self, *, export_dir: str, model: bytes, described: _Described,
+                 workers: Sequence[_Worker], load_seconds: float) -> None:
+        self._export_dir = export_dir
+        self._model_bytes = len(model)
+        self._signatures = described.signatures
+        self._bindings = described.bindings
+        self._source = described.source
+        self._pool = _Pool(workers)
+        self._load_seconds = load_seconds
+        self._closed = False
+
+    @property
+    def signatures(self) -> Mapping[str, Signature]:
+        return self._signatures
+
+    @property
+    def device(self) -> str:
+        return CPU_DEVICE
+
+    @property
+    def export_dir(self) -> str:
+        return self._export_dir
+
+    @property
+    def load_seconds(self) -> float:
+        return self._load_seconds
+
+    @property
+    def num_interpreters(self) -> int:
+        return self._pool.size
+
+    @property
+    def signature_source(self) -> str:
+        """Where the signatures came from: ``metadata``, ``signature_runners`` or ``tensors``."""
+        return self._source
+
+    def signature_def_map(self) -> Any:
+        return signature_def_map(self._signatures)
+
+    def run(self, signature: Signature, inputs: Mapping[str, np.ndarray],
+            output_filter: Sequence[str] | None = None,
+            timeout_ms: int | None = None) -> dict[str, np.ndarray]:
+        """Run ``signature`` (one of ``self.signatures.values()``): inputs and outputs keyed by
+        alias. Request checks and texts as for a SavedModel (``predict_util``); each input's
+        dtype must be its tensor's. ``timeout_ms`` > 0 bounds the wait for a free interpreter
+        (DEADLINE_EXCEEDED). Raises only ServingError."""
+        if self._closed:
+            raise ServingError(StatusCode.FAILED_PRECONDITION,
+                               f"TFLite model at {self._export_dir} has been unloaded")
+        if isinstance(signature, str):  # the protocol before PROTOCOL-CHANGES item 1
+            found = self._signatures.get(signature)
+            if found is None:
+                raise ServingError(StatusCode.FAILED_PRECONDITION,
+                                   f'Serving signature key "{signature}" not found.')
+            signature = found
+        binding = self._bindings[signature.key]
+        check_inputs(signature, inputs)
+        fetch = output_aliases(signature, output_filter)
+        feeds = {alias: as_feed(inputs[alias], signature.inputs[alias].dtype, index)
+                 for index, alias in enumerate(binding.feed_order)}
+        feeds = {alias: _tflite_array(value) for alias, value in feeds.items()}
+        timeout = timeout_ms / 1000.0 if timeout_ms is not None and timeout_ms > 0 else None
+        try:
+            with self._pool.take(timeout) as worker:
+                if binding.runner_key is not None:
+                    return worker.run_runner(binding, feeds, fetch)
+                return worker.run_tensors(binding, feeds, signature, fetch)
+        except ServingError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - interpreter errors become a status
+            raise as_serving_error(exc) from None
+
+    def close(self) -> None:
+        """Drop the interpreters; ``run`` fails afterwards. Idempotent."""
+        self._closed = True
+        self._pool = _Pool(())
+
+    def __repr__(self) -> str:
+        return (f"TfLiteServable({self._export_dir!r}, interpreters={self._pool.size}, "
+                f"signatures={sorted(self._signatures)})")
+
+
+def _tflite_array(value: np.ndarray) -> np.ndarray:
+    """Arrays as the interpreter takes them: contiguous; strings as a numpy bytes array."""
+    if value.dtype == object:
+        return np.array([bytes(v) for v in value.ravel()], dtype=object).reshape(value.shape)
+    return np.ascontiguousarray(value)
+
+
+# --------------------------------------------------------------------------------------------
+# Loader
+
+
+class TfLiteLoader:
+    """Loads ``model.tflite`` from one version folder (TF Serving's TFLite bundle path).
+
+    Construction is cheap; ``load()`` reads the file, builds ``num_pools`` x
+    ``num_interpreters_per_pool`` interpreters (at least one) and the signatures, then replays
+    the warmup file like a SavedModel does. Same contract as ``SavedModelLoader``: ``servable()``
+    is valid between ``load()`` and ``unload()``; ``load()`` raises only ServingError:
+    NOT_FOUND (no ``model.tflite``), INVALID_ARGUMENT (not a TFLite flatbuffer, bad
+    SignatureDefs), INTERNAL (the interpreter cannot be built).
+    """
+
+    def __init__(self, export_dir: str, *, num_pools: int = 1, num_interpreters_per_pool: int = 1,
+                 enable_warmup: bool = True, warmup_iterations: int = 1) -> None:
+        self._export_dir = os.fspath(export_dir)
+        self._num_interpreters = max(1, int(num_pools)) * max(1, int(num_interpreters_per_pool))
+        self._enable_warmup = bool(enable_warmup)
+        self._warmup_iterations = max(1, int(warmup_iterations))
+        self._servable: TfLiteServable | None = None
+
+    @property
+    def export_dir(self) -> str:
+        return self._export_dir
+
+    @property
+    def model_path(self) -> str:
+        return os.path.join(self._export_dir, TFLITE_FILE)
+
+    def load(self) -> None:
+        if self._servable is not None:
+            raise ServingError(StatusCode.FAILED_PRECONDITION,
+                               f"TFLite model at {self._export_dir} is already loaded")
+        started = time.monotonic()
+        try:
+            model = self._read()
+            tf = _tf()
+            workers = [_Worker(self._interpreter(tf, model))
+                       for _ in range(self._num_interpreters)]
+            described = describe(model, workers[0].interpreter)
+        except ServingError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - every failure becomes a ServingError
+            raise as_serving_error(exc) from exc
+        servable = TfLiteServable(export_dir=self._export_dir, model=model, described=described,
+                                  workers=workers, load_seconds=time.monotonic() - started)
+        if self._enable_warmup:
+            self._warm_up(servable)
+        self._servable = servable
+
+    def _read(self) -> bytes:
+        try:
+            with open(self.model_path, "rb") as file:
+                return file.read()
+        except FileNotFoundError:
+            raise ServingError(StatusCode.NOT_FOUND,
+                               f"{self.model_path}; No such file or directory") from None
+        except OSError as exc:
+            raise ServingError(StatusCode.FAILED_PRECONDITION,
+                               f"{self.model_path}; {exc.strerror}") from None
+
+    @staticmethod
+    def _interpreter(tf: Any, model: bytes) -> Any:
+        try:
+            with warnings.catch_warnings():  # "tf.lite.Interpreter is deprecated ... LiteRT"
+                warnings.simplefilter("ignore", UserWarning)
+                interpreter = tf.lite.Interpreter(model_content=model)
+        except ValueError:
+            raise ServingError(StatusCode.INVALID_ARGUMENT,
+                               "Cannot build FlatBufferModel from buffer.") from None
+        except RuntimeError:
+            raise ServingError(StatusCode.INTERNAL,
+                               "Cannot build Interpreter from buffer.") from None
+        try:
+            interpreter.allocate_tensors()
+        except (ValueError, RuntimeError):
+            raise ServingError(StatusCode.INTERNAL, "Failed to allocate tensors") from None
+        return interpreter
+
+    def _warm_up(self, servable: TfLiteServable) -> None:
+        from nbserve.servables.warmup import run_warmup
+
+        try:
+            run_warmup(servable, self._export_dir, self._warmup_iterations)
+        except ServingError:
+            servable.close()
+            raise
+        except Exception as exc:  # noqa: BLE001 - warmup failures fail the load
+            servable.close()
+            raise as_serving_error(exc) from exc
+
+    def unload(self) -> None:
+        servable, self._servable = self._servable, None
+        if servable is not None:
+            servable.close()
+
+    def servable(self) -> TfLiteServable:
+        if self._servable is None:
+            raise ServingError(StatusCode.FAILED_PRECONDITION,
+                               f"TFLite model at {self._export_dir} is not loaded")
+        return self._servable
+
+    def detail(self) -> Mapping[str, Any]:
+        """For the AVAILABLE event: ``{"kind": "tflite", "device": ..., "load_seconds": ...,
+        "interpreters": N}``; ``{"kind": "tflite"}`` before a load."""
+        if self._servable is None:
+            return {"kind": "tflite"}
+        return {"kind": "tflite", "device": self._servable.device,
+                "load_seconds": round(self._servable.load_seconds, 3),
+                "interpreters": self._servable.num_interpreters}
+
+    def __repr__(self) -> str:
+        state = "loaded" if self._servable is not None else "not loaded"
+        return f"TfLiteLoader({self._export_dir!r}, {state})"
+
+
+__all__ = ["TFLITE_FILE", "TfLiteLoader", "TfLiteServable", "describe", "has_tflite_model",
+           "metadata_signature_defs", "signature_def_map"]
