@@ -97,7 +97,7 @@ def _dt_name(dtype: Any) -> str:
 
 def _tensor_info(detail: Mapping[str, Any], *, use_signature_shape: bool = False) -> TensorInfo:
     shape = detail.get("shape_signature") if use_signature_shape else None
-    if shape is None or len(shape) == 0 and len(detail["shape"]) != 0:
+    if shape is None or (len(shape) == 0 and len(detail["shape"]) != 0):
         shape = detail["shape"]
     return TensorInfo(name=str(detail["name"]), dtype=_dt_name(detail["dtype"]),
                       shape=tuple(int(d) for d in shape))
@@ -255,7 +255,7 @@ def signature_def_map(signatures: Mapping[str, Signature]) -> Any:
             for alias, info in infos.items():
                 entry = target[alias]
                 entry.name = info.name
-                entry.dtype = DT_ENUM.get(info.dtype, 0)  # type: ignore[assignment]
+                entry.dtype = DT_ENUM.get(info.dtype, 0)
                 if info.shape is None:
                     entry.tensor_shape.unknown_rank = True
                 else:
@@ -494,7 +494,7 @@ class TfLiteLoader:
             described = describe(model, workers[0].interpreter)
         except ServingError:
             raise
-        except Exception as exc:  # noqa: BLE001 - every failure becomes a ServingError
+        except Exception as exc:
             raise as_serving_error(exc) from exc
         servable = TfLiteServable(export_dir=self._export_dir, model=model, described=described,
                                   workers=workers, load_seconds=time.monotonic() - started)
@@ -539,7 +539,7 @@ class TfLiteLoader:
         except ServingError:
             servable.close()
             raise
-        except Exception as exc:  # noqa: BLE001 - warmup failures fail the load
+        except Exception as exc:
             servable.close()
             raise as_serving_error(exc) from exc
 
