@@ -11,7 +11,8 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from nbserve.sources.filesystem import parse_version
 
@@ -26,7 +27,7 @@ def next_version(base_path: str) -> int:
 
 
 def export(model: Any, base_path: str, version: int | None = None,
-           signatures: Any = None, warmup: Any = None) -> int:
+           signatures: Any = None, warmup: Any = None, tflite: bool = False) -> int:
     """Write ``model`` as SavedModel version ``version`` (default: the next one) under
     ``base_path``, atomically; return the version number.
 
@@ -36,7 +37,12 @@ def export(model: Any, base_path: str, version: int | None = None,
     ``assets.extra/tf_serving_warmup_requests`` (replayed at load, so the first request is not the
     slow one): a dict alias -> array-like, a list of such dicts (one record each), or one
     array-like for a single-input signature; arrays are cast to the signature's input dtypes.
-    Raises FileExistsError if that version folder exists already.
+    ``tflite=True`` also writes ``model.tflite`` beside ``saved_model.pb``, converted from the
+    exported SavedModel with ``tf.lite.TFLiteConverter`` (its signatures keep their keys and
+    aliases), inside the same atomic publish; a server started with ``prefer_tflite_model``
+    (``%tfserve start PATH --tflite``) serves it, any other serves the SavedModel.
+    Raises FileExistsError if that version folder exists already, and ValueError when the model
+    cannot be converted to TFLite (nothing is published then).
     """
     import tensorflow as tf
 
@@ -55,13 +61,34 @@ def export(model: Any, base_path: str, version: int | None = None,
         if _is_keras(model) and signatures is None and hasattr(model, "export"):
             model.export(target, verbose=False)
         else:
-            tf.saved_model.save(_trackable(model), target, signatures=_signatures(model, signatures))
+            tf.saved_model.save(_trackable(model), target,
+                                signatures=_signatures(model, signatures))
         if warmup is not None:
             _write_warmup(target, warmup)
+        if tflite:
+            write_tflite(target)
         os.rename(target, final)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return version
+
+
+def write_tflite(export_dir: str) -> str:
+    """Convert the SavedModel at ``export_dir`` to ``export_dir/model.tflite``; return its path.
+    Raises ValueError with the converter's reason when TFLite cannot express the model."""
+    import tensorflow as tf
+
+    from nbserve.servables.tflite import TFLITE_FILE
+
+    try:
+        converted = tf.lite.TFLiteConverter.from_saved_model(export_dir).convert()
+    except Exception as exc:
+        raise ValueError(f"Cannot convert the SavedModel at {export_dir} to TFLite: "
+                         f"{exc}") from exc
+    path = os.path.join(export_dir, TFLITE_FILE)
+    with open(path, "wb") as file:
+        file.write(converted)
+    return path
 
 
 def _is_keras(model: Any) -> bool:
