@@ -43,7 +43,8 @@ def server(tfs_testdata):
     models = tuple(ModelConfig(name, str(tfs_testdata / folder)) for name, folder in MODELS.items())
     srv = Server(ServerOptions(models=models, rest_api_port=0, grpc_port=0,
                                max_num_load_retries=0, prefer_tflite_model=True,
-                               num_tflite_pools=2, num_tflite_interpreters_per_pool=1))
+                               num_tflite_pools=2, num_tflite_interpreters_per_pool=1,
+                               prometheus_path="/monitoring/prometheus/metrics"))
     srv.start()
     for name in MODELS:
         srv.wait_until_available(name, timeout=120)
@@ -135,6 +136,13 @@ def test_status_says_which_kind_each_version_is(server):
     assert reply.json() == {"model_version_status": [
         {"version": "123", "state": "AVAILABLE",
          "status": {"error_code": "OK", "error_message": ""}}]}
+
+
+def test_metrics_count_tflite_requests_and_versions(server, stub):
+    verify_predict_request(stub, "plain", specify_output=True)
+    text = call(rest_port(server), "GET", "/monitoring/prometheus/metrics").body.decode()
+    assert ':tensorflow:serving:request_count{model_name="plain",status="OK"}' in text
+    assert ':tensorflow:serving:model_version_state{model_name="plain",version="123"} 30' in text
 
 
 def grpc_error(stub, model: str, mutate) -> tuple[grpc.StatusCode, str]:
