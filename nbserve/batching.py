@@ -1,7 +1,7 @@
 """Dynamic batching: TF Serving's shared batch scheduler in front of ``Servable.run``.
 
 ``BatchScheduler.run`` has ``ServingService``'s ``run_hook`` signature. Concurrent requests to the
-same *batch key* -- servable instance, signature key, output filter, and per input alias its dtype
+same *batch key* -- servable instance, signature, output filter, and per input alias its dtype
 and the shape of its non-batch dimensions (only the rank with ``pad_variable_length_inputs``) --
 are queued, merged along dimension 0 (``np.concatenate``), run once, and split back by each
 request's batch size. Requests that could never be concatenated therefore land in different
@@ -55,6 +55,7 @@ import numpy as np
 
 from nbserve.errors import ServingError, StatusCode, as_serving_error, invalid_argument
 from nbserve.options import BatchingOptions
+from nbserve.servables.signature import Signature
 
 QUEUE_FULL_MESSAGE = "The batch scheduling queue to which this task was submitted is full"
 QUEUED_TIMEOUT_MESSAGE = "Run() timeout exceeded while waiting in batching queue"
@@ -148,14 +149,14 @@ class _Batch:
 class _Queue:
     """The batches of one batch key. Guarded by the scheduler's lock."""
 
-    __slots__ = ("key", "servable", "signature_key", "output_filter", "options", "limit",
+    __slots__ = ("key", "servable", "signature", "output_filter", "options", "limit",
                  "timeout", "open", "closed")
 
-    def __init__(self, key: tuple, servable: Any, signature_key: str,
+    def __init__(self, key: tuple, servable: Any, signature: Signature,
                  output_filter: Sequence[str] | None, options: BatchingOptions) -> None:
         self.key = key
         self.servable = servable
-        self.signature_key = signature_key
+        self.signature = signature
         self.output_filter = output_filter
         self.options = options
         self.limit = execution_batch_limit(options)
@@ -199,7 +200,7 @@ class BatchScheduler:
         self._closed = False
 
     # -- request side --------------------------------------------------------------------------
-    def run(self, servable: Any, signature_key: str, inputs: Mapping[str, Any],
+    def run(self, servable: Any, signature: Signature, inputs: Mapping[str, Any],
             output_filter: Sequence[str] | None = None,
             timeout_ms: int | None = None) -> dict[str, np.ndarray]:
         """Queue one request, wait for its batch, return its slice of the outputs.
@@ -216,12 +217,12 @@ class BatchScheduler:
                                    f"{options.max_batch_size}")
         outputs = None if output_filter is None else tuple(output_filter)
         pad = options.pad_variable_length_inputs
-        key = (id(servable), signature_key, outputs,
+        key = (id(servable), signature.key, outputs,
                tuple((alias, array.dtype.str, array.ndim if pad else array.shape[1:])
                      for alias, array in sorted(arrays.items())))
         now = time.monotonic()
         deadline = now + timeout_ms / 1000 if timeout_ms is not None and timeout_ms > 0 else None
-        tasks = self._enqueue(key, servable, signature_key, outputs, options, arrays, size,
+        tasks = self._enqueue(key, servable, signature, outputs, options, arrays, size,
                               deadline, now)
         results = [self._wait(task) for task in tasks]
         if len(results) == 1:
@@ -243,7 +244,7 @@ class BatchScheduler:
             pass
         return options
 
-    def _enqueue(self, key: tuple, servable: Any, signature_key: str,
+    def _enqueue(self, key: tuple, servable: Any, signature: Signature,
                  output_filter: tuple[str, ...] | None, options: BatchingOptions,
                  inputs: dict[str, np.ndarray], size: int, deadline: float | None,
                  now: float) -> list[_Task]:
@@ -254,7 +255,7 @@ class BatchScheduler:
                 self._start_threads()
             queue = self._queues.get(key)
             if queue is None:
-                queue = self._queues[key] = _Queue(key, servable, signature_key, output_filter,
+                queue = self._queues[key] = _Queue(key, servable, signature, output_filter,
                                                    options)
             pieces, new_batches = _plan(queue, size)
             if queue.enqueued() + new_batches > options.max_enqueued_batches:
@@ -364,7 +365,7 @@ class BatchScheduler:
     def _process(self, queue: _Queue, tasks: list[_Task]) -> None:
         """Run one batch outside the lock and hand every task its result or the error."""
         try:
-            results = run_batch(queue.servable, queue.signature_key, queue.output_filter,
+            results = run_batch(queue.servable, queue.signature, queue.output_filter,
                                 queue.options, tasks)
         except Exception as exc:  # noqa: BLE001 - every task must be answered
             error = as_serving_error(exc)
@@ -415,7 +416,7 @@ def _plan(queue: _Queue, size: int) -> tuple[list[int], int]:
 
 # -- merging and splitting (pure; run on a batch thread) ------------------------------------------
 
-def run_batch(servable: Any, signature_key: str, output_filter: Sequence[str] | None,
+def run_batch(servable: Any, signature: Signature, output_filter: Sequence[str] | None,
               options: BatchingOptions, tasks: Sequence[_Task]) -> list[dict[str, np.ndarray]]:
     """Merge ``tasks``' inputs, run the servable once, split the outputs back per task."""
     total = sum(task.size for task in tasks)
@@ -425,7 +426,7 @@ def run_batch(servable: Any, signature_key: str, output_filter: Sequence[str] | 
     else:
         inputs = merge_inputs([task.inputs for task in tasks], padded - total,
                               options.pad_variable_length_inputs)
-    outputs = servable.run(signature_key, inputs, output_filter=output_filter,
+    outputs = servable.run(signature, inputs, output_filter=output_filter,
                            timeout_ms=_run_timeout_ms(tasks))
     check_outputs(outputs, padded)
     if len(tasks) == 1 and padded == total:

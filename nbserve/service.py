@@ -18,6 +18,7 @@ from nbserve.core.events import ServableState
 from nbserve.core.ids import ServableId
 from nbserve.core.server_core import ServerCore
 from nbserve.errors import ServingError, StatusCode, invalid_argument
+from nbserve.servables.predict_util import find_signature
 from nbserve.servables.signature import Servable, Signature
 
 DEFAULT_SIGNATURE = "serving_default"
@@ -87,14 +88,10 @@ class ServingService:
         spec.check()
         with self.core.handle(spec.name, spec.version, spec.label) as handle:
             servable: Servable = handle.servable
-            key = spec.signature_key
-            signature = servable.signatures.get(key)
-            if signature is None:
-                raise ServingError(StatusCode.FAILED_PRECONDITION,
-                                   f'Serving signature key "{key}" not found.')
+            signature = find_signature(servable.signatures, spec.signature_key)
             inputs = decode_inputs(signature)
-            outputs = self._run(servable, key, inputs, output_filter, timeout_ms)
-            return PredictResult(handle.id, key, outputs, signature)
+            outputs = self._run(servable, signature, inputs, output_filter, timeout_ms)
+            return PredictResult(handle.id, signature.key, outputs, signature)
 
     def classify(self, spec: ModelSpec, examples: Sequence[bytes]) -> ClassifyResult:
         from nbserve.servables.inference import run_classify
@@ -130,11 +127,11 @@ class ServingService:
             tasks = [(spec.signature_key, method) for spec, method in specs_and_methods]
             return handle.id, run_multi_inference(handle.servable, tasks, list(examples))
 
-    def _run(self, servable: Servable, key: str, inputs: Mapping[str, np.ndarray],
+    def _run(self, servable: Servable, signature: Signature, inputs: Mapping[str, np.ndarray],
              output_filter: Sequence[str] | None, timeout_ms: int | None) -> dict[str, np.ndarray]:
         if self._run_hook is not None:
-            return self._run_hook(servable, key, inputs, output_filter, timeout_ms)
-        return servable.run(key, inputs, output_filter=output_filter, timeout_ms=timeout_ms)
+            return self._run_hook(servable, signature, inputs, output_filter, timeout_ms)
+        return servable.run(signature, inputs, output_filter=output_filter, timeout_ms=timeout_ms)
 
     # -- metadata and status ------------------------------------------------------------------
     def metadata(self, spec: ModelSpec) -> MetadataResult:
