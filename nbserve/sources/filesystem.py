@@ -27,17 +27,16 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Mapping, Sequence
 
 from nbserve.core.ids import ServableId
-from nbserve.core.loader import Loader
+from nbserve.core.loader import LoaderFactory
 from nbserve.core.source import AspiredVersionsCallback, ServableData
-from nbserve.options import ModelConfig
+from nbserve.options import FileSystemSourceOptions, ModelConfig
 
 log = logging.getLogger("nbserve.source")
 
-LoaderFactory = Callable[[ServableId, str], Loader]
 INT64_MAX = 2**63 - 1
 SAVED_MODEL_FILES = ("saved_model.pb", "saved_model.pbtxt")
 
@@ -108,6 +107,14 @@ class FileSystemStoragePathSource:
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._scanned_once = False
+
+    @classmethod
+    def from_options(cls, loader_factory: LoaderFactory, options: FileSystemSourceOptions
+                     ) -> FileSystemStoragePathSource:
+        """The source ``ServerCore`` builds (its ``SourceFactory``), from its options record."""
+        return cls(loader_factory, poll_wait_seconds=options.poll_wait_seconds,
+                   settle_seconds=options.settle_seconds,
+                   incomplete_grace_seconds=options.incomplete_grace_seconds)
 
     # -- configuration -------------------------------------------------------------------------
     def set_aspired_versions_callback(self, callback: AspiredVersionsCallback) -> None:
