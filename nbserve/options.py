@@ -6,7 +6,8 @@ otherwise; nbserve's own additions are marked "nbserve".
 ``ServerOptions`` is the flat record the CLI, ``nbserve.serve`` and tests fill in (one field per
 TF Serving flag). Each component takes only its own record (``ManagerOptions``,
 ``FileSystemSourceOptions``, ``ServerCoreOptions``), as TF Serving gives ``ServerCore`` its
-``ServerCore::Options``; ``core_options()`` is the one place that builds them from ``ServerOptions``.
+``ServerCore::Options``; ``core_options()`` is the one place that builds them from
+``ServerOptions``.
 """
 
 from __future__ import annotations
@@ -79,7 +80,7 @@ class BatchingOptions:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """One entry of ``model_config_list`` (``tensorflow_serving/config/model_server_config.proto``)."""
+    """One entry of ``model_config_list`` (TF Serving's ``config/model_server_config.proto``)."""
 
     name: str
     base_path: str
@@ -124,9 +125,9 @@ class ServerOptions:
     batching_per_model: Mapping[str, BatchingOptions] = field(default_factory=dict)  # nbserve
     monitoring_config_file: str = ""
     prometheus_path: str = ""  # serve Prometheus metrics on the REST port at this path ("" = off)
-    allow_version_labels_for_unavailable_models: bool = True  # nbserve: TF Serving's default is false
+    allow_version_labels_for_unavailable_models: bool = True  # nbserve: TF Serving's is false
     version_settle_seconds: float = 0.3  # nbserve: a version dir must be quiet this long
-    incomplete_version_grace_seconds: float = 3.0  # nbserve: ... or this long without saved_model.pb
+    incomplete_version_grace_seconds: float = 3.0  # nbserve: ... or this long, no saved_model.pb
     max_request_bytes: int = 100 * 1024 * 1024
     grpc_max_message_bytes: int = 2**31 - 1
     manager_interval_seconds: float = 0.1

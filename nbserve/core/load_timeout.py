@@ -59,7 +59,7 @@ class TimeoutLoader:
         try:
             self.inner.load()
             error = None
-        except BaseException as exc:  # handed to load()'s caller, who re-raises it
+        except BaseException as exc:  # noqa: BLE001 - handed over: load()'s caller re-raises it
             error = exc
         with self._lock:
             self._running = False
@@ -82,7 +82,7 @@ class TimeoutLoader:
 
     def detail(self) -> Mapping[str, Any]:
         detail = getattr(self.inner, "detail", None)
-        return detail() if callable(detail) else {}  # type: ignore[no-any-return]
+        return detail() if callable(detail) else {}
 
 
 def with_load_timeout(factory: LoaderFactory, timeout_s: float) -> LoaderFactory:

@@ -57,7 +57,8 @@ def validate_model_configs(models: Sequence[ModelConfig],
     seen: set[str] = set()
     for model in models:
         if model.name in seen:
-            raise invalid_argument(f"Illegal to list model {model.name} multiple times in config list")
+            raise invalid_argument(
+                f"Illegal to list model {model.name} multiple times in config list")
         seen.add(model.name)
         if not model.model_platform:
             raise invalid_argument(
@@ -179,11 +180,11 @@ class ServerCore:
                            for s in monitor.states(n).values()) for n in names)
 
         self.monitor.wait_until(settled, timeout)
-        failed = [s for n in names for s in self.monitor.states(n).values()
+        failed = [(s.id, s.error) for n in names for s in self.monitor.states(n).values()
                   if s.state == ManagerState.END and s.error is not None]
         if failed:
-            detail = "".join(f"{{id: {s.id.name} version: {s.id.version} due to error: "
-                             f"{s.error.with_prefix()}}}, " for s in failed)
+            detail = "".join(f"{{id: {sid.name} version: {sid.version} due to error: "
+                             f"{error.with_prefix()}}}, " for sid, error in failed)
             raise ServingError(StatusCode.UNKNOWN,
                                f"{len(failed)} model(s) did not become available: {{{detail}}}")
 

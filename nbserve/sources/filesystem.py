@@ -17,7 +17,8 @@ nbserve's improvements:
   error instead of staying invisible. Content whose newest mtime is already older than the settle
   time (an atomic rename of a finished export, or every folder at start-up) is taken at once.
 
-Threads: ``start()`` runs one daemon thread, ``nbserve-source``; ``poll_once()`` lets tests drive it.
+Threads: ``start()`` runs one daemon thread, ``nbserve-source``; ``poll_once()`` lets tests drive
+it.
 The aspired-versions callback is called on that thread (or the caller's, for ``poll_once``).
 """
 
@@ -203,7 +204,8 @@ class FileSystemStoragePathSource:
                           "Could not find base path %s for servable %s with error %s",
                           base, name, exc)
                 watch.missing_logged = True
-            watch.next_full_scan = now + max(self._poll_wait, 0.5) if self._poll_wait >= 0 else now + 1
+            retry = max(self._poll_wait, 0.5) if self._poll_wait >= 0 else 1.0
+            watch.next_full_scan = now + retry
             return
         watch.missing_logged = False
         self._update_taken(watch, children, now)

@@ -12,8 +12,15 @@ from nbserve.core.ids import ServableId
 from nbserve.core.server_core import ServerCore
 from nbserve.core.source import ServableData
 from nbserve.errors import ServingError, StatusCode
-from nbserve.options import (FileSystemSourceOptions, ManagerOptions, ModelConfig,
-                             ServerCoreOptions, ServerOptions, VersionPolicy, core_options)
+from nbserve.options import (
+    FileSystemSourceOptions,
+    ManagerOptions,
+    ModelConfig,
+    ServerCoreOptions,
+    ServerOptions,
+    VersionPolicy,
+    core_options,
+)
 from nbserve.sources.filesystem import FileSystemStoragePathSource
 from nbserve.testing import FakeLoader, FakeServable
 
@@ -82,9 +89,9 @@ def test_status_texts(core_factory, tmp_path):
     core = core_factory([ModelConfig("m", str(tmp_path))])
     wait_available(core, "m", 7)
     assert [s.id.version for s in core.version_states("m")] == [7]
-    with pytest.raises(ServingError, match="^Could not find any versions of model x$"):
+    with pytest.raises(ServingError, match=r"^Could not find any versions of model x$"):
         core.version_states("x")
-    with pytest.raises(ServingError, match="^Could not find version 8 of model m$"):
+    with pytest.raises(ServingError, match=r"^Could not find version 8 of model m$"):
         core.version_states("m", 8)
 
 
@@ -148,7 +155,8 @@ def test_reload_reports_models_that_fail(core_factory, tmp_path):
     with pytest.raises(ServingError) as info:
         core.reload_config([ModelConfig("bad", str(tmp_path))], wait_timeout=10)
     assert info.value.code == StatusCode.UNKNOWN
-    assert info.value.message.startswith("1 model(s) did not become available: {{id: bad version: 4")
+    assert info.value.message.startswith(
+        "1 model(s) did not become available: {{id: bad version: 4")
 
 
 def test_policy_override_serves_an_older_version(core_factory, tmp_path):
