@@ -52,7 +52,7 @@ def _holds_versions(folder: str) -> bool:
 
 def serve(path: str | None, name: str | None = None, port: int | None = 8500,
           rest_api_port: int | None = 8501, host: str = "127.0.0.1", device: str = "auto",
-          **options: Any) -> Server:
+          isolate: bool = False, **options: Any) -> Any:
     """Start a server in background threads and return it (versions may still be LOADING).
 
     ``path`` is a model's base path (numeric version folders; the model is named after the folder
@@ -61,8 +61,9 @@ def serve(path: str | None, name: str | None = None, port: int | None = 8500,
     paths resolve against the current directory. Ports: ``0`` picks a free port (the Python
     socket meaning; the CLI's ``--rest_api_port=0`` means "REST off" instead), ``None`` disables
     that transport. A server of this process that holds one of the requested non-zero ports is
-    stopped first (re-running a notebook cell replaces its server). Other keyword arguments are
-    ``ServerOptions`` fields.
+    stopped first (re-running a notebook cell replaces its server). ``isolate=True`` runs the
+    server in a child process (``nbserve.isolation.IsolatedServer``, same API): a crash there
+    never takes the kernel down. Other keyword arguments are ``ServerOptions`` fields.
     """
     config_file = options.pop("model_config_file", "") or ""
     if path and os.path.isfile(os.path.expanduser(path)):
@@ -86,4 +87,8 @@ def serve(path: str | None, name: str | None = None, port: int | None = 8500,
     opts = ServerOptions(models=models, grpc_port=port, rest_api_port=rest_api_port, host=host,
                          device=device, **options)
     stop_servers_on_ports((port, rest_api_port))
+    if isolate:
+        from nbserve.isolation import IsolatedServer
+
+        return IsolatedServer(opts).start()
     return Server(opts).start()
