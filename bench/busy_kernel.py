@@ -135,7 +135,8 @@ def main(seconds: float = 8.0) -> list[dict[str, Any]]:
                 sys.setswitchinterval(old_interval)
                 srv.stop()
     (HERE / "busy_kernel.json").write_text(json.dumps(rows, indent=1))
-    print("\n| server | cell running | p50 ms | p99 ms | req/s | errors |\n|---|---|---:|---:|---:|---:|")
+    print("\n| server | cell running | p50 ms | p99 ms | req/s | errors |")
+    print("|---|---|---:|---:|---:|---:|")
     for r in rows:
         print(f"| {r['mode']} | {r['workload']} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | "
               f"{r['req_s']:.0f} | {r['errors']} |")
