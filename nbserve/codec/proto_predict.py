@@ -5,19 +5,18 @@ rules; a malformed tensor is ``tensor parsing error: <alias>``); the request che
 dtypes, output filter) are the servable's (``predict_util``), as in TF Serving's ``RunPredict``.
 An unknown signature is FAILED_PRECONDITION ``Serving signature key "<k>" not found.``.
 
-Importing this module imports TensorFlow's and TF Serving's generated protos (which load
-TensorFlow): only the gRPC transport and warmup use it.
+The messages' classes come from the caller (the gRPC transport's generated stubs): importing this
+module loads neither TensorFlow nor TF Serving's protos.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
-from tensorflow_serving.apis import predict_pb2
 
-from nbserve.codec.tensors import from_tensor_proto, to_tensor_proto
+from nbserve.codec.tensors import fill_tensor_proto, from_tensor_proto
 from nbserve.core.ids import ServableId
 from nbserve.errors import ServingError
 from nbserve.servables.predict_util import signature_not_found
@@ -41,13 +40,17 @@ def proto_inputs(request: Any) -> dict[str, np.ndarray]:
 
 
 class ProtoPredictCodec:
-    """One gRPC PredictRequest. ``tensor_content``: numeric outputs as ``tensor_content`` bytes
-    (TF Serving's ``--enable_serialization_as_tensor_content``) instead of the typed fields."""
+    """One gRPC PredictRequest; ``response_type`` makes the ``PredictResponse`` (the stubs'
+    ``predict_pb2.PredictResponse``). ``tensor_content``: numeric outputs as ``tensor_content``
+    bytes (TF Serving's ``--enable_serialization_as_tensor_content``) instead of the typed
+    fields."""
 
-    __slots__ = ("_request", "_tensor_content", "output_filter")
+    __slots__ = ("_request", "_response_type", "_tensor_content", "output_filter")
 
-    def __init__(self, request: Any, tensor_content: bool = False) -> None:
+    def __init__(self, request: Any, response_type: Callable[[], Any],
+                 tensor_content: bool = False) -> None:
         self._request = request
+        self._response_type = response_type
         self._tensor_content = tensor_content
         self.output_filter: Sequence[str] | None = list(request.output_filter) or None
 
@@ -59,8 +62,8 @@ class ProtoPredictCodec:
 
     def encode(self, servable_id: ServableId, signature: Signature,
                outputs: dict[str, np.ndarray]) -> Any:
-        response = predict_pb2.PredictResponse()
+        response = self._response_type()
         fill_model_spec(response.model_spec, servable_id.name, servable_id.version, signature.key)
         for alias, array in outputs.items():
-            response.outputs[alias].CopyFrom(to_tensor_proto(array, self._tensor_content))
+            fill_tensor_proto(response.outputs[alias], array, self._tensor_content)
         return response

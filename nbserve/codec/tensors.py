@@ -1,5 +1,10 @@
 """ndarray <-> ``tensorflow.TensorProto``: the gRPC tensor codec.
 
+It reads and fills TensorProto messages the caller owns (a request's ``inputs[alias]``, a
+response's ``outputs[alias]``) and never imports TensorFlow: the messages come from the
+transport's generated stubs, the field numbers and DataType names from ``tensor.proto`` /
+``nbserve.servables.dtypes`` (a test checks both against TensorFlow's descriptors).
+
 Two wire forms exist for a numeric tensor and both are read and written here:
 
 * ``tensor_content``: the raw little-endian bytes of the C-ordered array (``tf.make_tensor_proto``'s
@@ -38,31 +43,36 @@ Every failure on a malformed proto is ``ServingError(INVALID_ARGUMENT, ...)``: w
 the message is TF Serving's ``tensor parsing error: <alias>`` (the detail is chained as
 ``__cause__``), without it ``Unable to parse tensor proto: <detail>``.
 
-Pure functions, thread-safe. Importing this module imports ``tensorflow`` (for its generated protos).
+Pure functions, thread-safe. Importing this module loads neither TensorFlow nor its protos.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from tensorflow.core.framework import tensor_pb2, types_pb2
 
 from nbserve.errors import ServingError, StatusCode
-from nbserve.servables.signature import DT_TO_NUMPY
+from nbserve.servables.dtypes import DT_ENUM, DT_TO_NUMPY, dt_name
+from nbserve.servables.predict_util import check_feed_dtype
 
 try:  # TF's own numpy bfloat16 (a TensorFlow dependency); optional here.
     import ml_dtypes as _ml_dtypes
 except ImportError:  # pragma: no cover - ml_dtypes ships with tensorflow
     _ml_dtypes = None
 
-TensorProto = tensor_pb2.TensorProto
+TensorProto = Any  # a ``tensorflow.TensorProto`` message (from the caller's generated stubs)
 
 MAX_RANK = 254  # TensorShape::MaxDimensions()
 MAX_TENSOR_BYTES = 1 << 31  # nbserve: largest array from_tensor_proto builds (elements x itemsize)
 _INT64_MAX = (1 << 63) - 1
-_FIELD_NUMBER = {f.name: f.number for f in TensorProto.DESCRIPTOR.fields}
+FIELD_NUMBERS: dict[str, int] = {  # tensor.proto's typed value fields (wire numbers never change)
+    "float_val": 5, "double_val": 6, "int_val": 7, "string_val": 8, "scomplex_val": 9,
+    "int64_val": 10, "bool_val": 11, "dcomplex_val": 12, "half_val": 13, "uint32_val": 16,
+    "uint64_val": 17,
+}
 
 
 @dataclass(frozen=True)
@@ -77,7 +87,7 @@ class _Codec:
     enum: int = 0  # DataType enum number, filled in from the name
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "enum", types_pb2.DataType.Value(self.name))
+        object.__setattr__(self, "enum", DT_ENUM[self.name])
 
 
 def _codecs() -> dict[str, _Codec]:
@@ -121,17 +131,37 @@ def dtype_name_for_numpy(dtype: Any) -> str:
     return _codec_for_numpy(np.dtype(dtype)).name
 
 
-def tf_type_string(dtype_name: str) -> str:
-    """TF's ``DataTypeString``: ``DT_FLOAT`` -> ``float``, ``DT_HALF`` -> ``half``."""
-    return dtype_name[3:].lower() if dtype_name.startswith("DT_") else dtype_name
-
-
 # ---------------------------------------------------------------------------------------------------
 # ndarray -> TensorProto
 
 
 def to_tensor_proto(array: Any, use_tensor_content: bool = True) -> TensorProto:
-    """Encode ``array`` (anything ``np.asarray`` accepts) as a TensorProto.
+    """A new TensorProto holding ``array`` (``fill_tensor_proto`` on a fresh message).
+
+    The message class is the ``tensorflow.TensorProto`` that TensorFlow's generated protos
+    registered with protobuf (any ``tensorflow_serving.apis`` import loads them); without them
+    this raises RuntimeError. Prefer filling the caller's message in place.
+    """
+    proto = _tensor_proto_class()()
+    fill_tensor_proto(proto, array, use_tensor_content)
+    return proto
+
+
+@functools.cache
+def _tensor_proto_class() -> Any:
+    from google.protobuf import descriptor_pool, message_factory
+
+    try:
+        descriptor = descriptor_pool.Default().FindMessageTypeByName("tensorflow.TensorProto")
+    except KeyError:
+        raise RuntimeError("tensorflow.TensorProto is not loaded: import TensorFlow's or TF "
+                           "Serving's generated protos first") from None
+    return message_factory.GetMessageClass(descriptor)
+
+
+def fill_tensor_proto(proto: TensorProto, array: Any, use_tensor_content: bool = True) -> None:
+    """Write ``array`` (anything ``np.asarray`` accepts) into ``proto``, an empty TensorProto
+    (e.g. ``response.outputs[alias]``: filled in place, no copy).
 
     Numeric arrays go to ``tensor_content`` (``use_tensor_content=True``) or to their typed ``*_val``
     field (``False``, TF Serving's default output form; ``half``/``bfloat16`` as 16-bit patterns in
@@ -141,20 +171,19 @@ def to_tensor_proto(array: Any, use_tensor_content: bool = True) -> TensorProto:
     """
     arr = np.asarray(array)
     codec = _codec_for_numpy(arr.dtype)
-    proto = TensorProto(dtype=codec.enum)
+    proto.dtype = codec.enum
     proto.tensor_shape.SetInParent()  # present even for scalars, as TF writes it
     dims = proto.tensor_shape.dim
     for size in arr.shape:
         dims.add(size=size)
     if arr.size == 0:
-        return proto
+        return
     if codec.wire == "bytes":
         proto.string_val.extend(_string_items(arr))
     elif use_tensor_content:
         proto.tensor_content = arr.astype(codec.dtype, copy=False).tobytes()
     else:
         _write_values(proto, codec, arr)
-    return proto
 
 
 def _codec_for_numpy(dtype: np.dtype) -> _Codec:
@@ -200,7 +229,7 @@ def _write_values(proto: TensorProto, codec: _Codec, arr: np.ndarray) -> None:
 
 def _merge_packed(proto: TensorProto, field: str, payload: bytes) -> None:
     """Append ``payload`` (packed wire values) to repeated ``field`` by merging wire bytes."""
-    header = _varint_bytes((_FIELD_NUMBER[field] << 3) | 2) + _varint_bytes(len(payload))
+    header = _varint_bytes((FIELD_NUMBERS[field] << 3) | 2) + _varint_bytes(len(payload))
     proto.MergeFromString(header + payload)
 
 
@@ -247,11 +276,8 @@ def from_tensor_proto(proto: TensorProto, expected_dtype: str | None = None, *,
     except MemoryError as exc:
         raise ServingError(StatusCode.RESOURCE_EXHAUSTED,
                            f"Out of memory decoding tensor{_for(alias)}") from exc
-    if expected_dtype not in (None, "DT_INVALID") and expected_dtype != name:
-        raise ServingError(
-            StatusCode.INVALID_ARGUMENT,
-            f"Expects arg[{arg_index}] to be {tf_type_string(expected_dtype)} but "
-            f"{tf_type_string(name)} is provided")
+    if expected_dtype not in (None, "DT_INVALID"):
+        check_feed_dtype(name, expected_dtype, arg_index)
     if codec is None:
         exc = _Malformed(f"unsupported dtype {name}")
         raise _parse_error(alias, str(exc)) from exc
@@ -271,10 +297,9 @@ def _parse_error(alias: str | None, detail: str) -> ServingError:
 def _dtype_name(number: int) -> str:
     if number == 0:
         raise _Malformed("dtype is DT_INVALID")
-    try:
-        name = types_pb2.DataType.Name(number)
-    except ValueError:
-        raise _Malformed(f"unknown dtype enum value {number}") from None
+    name = dt_name(number)
+    if name is None:
+        raise _Malformed(f"unknown dtype enum value {number}")
     if name.endswith("_REF"):
         raise _Malformed(f"reference dtype {name} is not a tensor value")
     return name

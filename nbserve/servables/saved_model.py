@@ -35,6 +35,7 @@ import numpy as np
 
 from nbserve.errors import ServingError, StatusCode, as_serving_error
 from nbserve.servables.devices import DeviceRequest, device_index, device_kind
+from nbserve.servables.dtypes import dt_name
 from nbserve.servables.predict_util import (
     as_feed,
     check_inputs,
@@ -300,16 +301,11 @@ class SavedModelLoader:
 # Servable
 
 def _tensor_info(proto: Any) -> TensorInfo:
-    from tensorflow.core.framework import types_pb2
-
     shape: tuple[int, ...] | None = None
     if proto.HasField("tensor_shape") and not proto.tensor_shape.unknown_rank:
         shape = tuple(int(dim.size) for dim in proto.tensor_shape.dim)
-    try:
-        dtype = types_pb2.DataType.Name(proto.dtype)
-    except ValueError:
-        dtype = f"DT_{proto.dtype}"
-    return TensorInfo(name=proto.name, dtype=dtype, shape=shape)
+    return TensorInfo(name=proto.name, dtype=dt_name(proto.dtype) or f"DT_{proto.dtype}",
+                      shape=shape)
 
 
 def signature_from_proto(key: str, proto: Any) -> Signature:
@@ -466,7 +462,6 @@ class SavedModelServable:
 
     def _make_plan(self, signature: Signature, input_aliases: tuple[str, ...],
                    output_aliases: tuple[str, ...]) -> _Plan:
-        from tensorflow.core.framework import types_pb2
         from tensorflow.core.protobuf import config_pb2
 
         feed_aliases = tuple(sorted(input_aliases, key=lambda a: (signature.inputs[a].name, a)))
@@ -482,9 +477,8 @@ class SavedModelServable:
             options = config_pb2.CallableOptions(feed=list(feed_names), fetch=fetch_names)
             run = self._session._make_callable_from_options(options)
             feed_dtypes = tuple(
-                types_pb2.DataType.Name(self._graph.get_tensor_by_name(name).dtype
-                                        .base_dtype.as_datatype_enum)
-                for name in feed_names)
+                dt_name(self._graph.get_tensor_by_name(name).dtype.base_dtype.as_datatype_enum)
+                or "DT_INVALID" for name in feed_names)
         except Exception as exc:
             raise self._run_error(exc) from None
         return _Plan(feed_aliases=feed_aliases, feed_names=feed_names, feed_dtypes=feed_dtypes,

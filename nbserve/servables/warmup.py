@@ -244,7 +244,7 @@ def predict_request(inputs: Mapping[str, Any], *, signature_name: str = "serving
     -> numpy dtype) casts them first, e.g. to the signature's input dtypes."""
     from tensorflow_serving.apis import predict_pb2
 
-    from nbserve.codec.tensors import to_tensor_proto
+    from nbserve.codec.tensors import fill_tensor_proto
 
     request = predict_pb2.PredictRequest()
     request.model_spec.name = model_name
@@ -252,7 +252,7 @@ def predict_request(inputs: Mapping[str, Any], *, signature_name: str = "serving
     for alias, value in inputs.items():
         dtype = (dtypes or {}).get(alias)
         array = np.asarray(value, dtype=dtype) if dtype is not None else np.asarray(value)
-        request.inputs[alias].CopyFrom(to_tensor_proto(array))
+        fill_tensor_proto(request.inputs[alias], array)
     return request
 
 

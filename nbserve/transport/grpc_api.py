@@ -22,6 +22,7 @@ from tensorflow_serving.apis import (
     inference_pb2,
     model_management_pb2,
     model_service_pb2_grpc,
+    predict_pb2,
     prediction_service_pb2_grpc,
     regression_pb2,
 )
@@ -138,8 +139,8 @@ class PredictionServicer(_Base, prediction_service_pb2_grpc.PredictionServiceSer
         spec = spec_from_proto(request)
         remaining = context.time_remaining() if context is not None else None
         timeout_ms = int(remaining * 1000) if remaining else None
-        return self.service.predict(spec, ProtoPredictCodec(request, self._tensor_content),
-                                    timeout_ms=timeout_ms)
+        codec = ProtoPredictCodec(request, predict_pb2.PredictResponse, self._tensor_content)
+        return self.service.predict(spec, codec, timeout_ms=timeout_ms)
 
     async def Classify(self, request, context):
         return await self._call(context, "Classify", lambda: self._classify(request),
