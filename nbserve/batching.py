@@ -48,7 +48,8 @@ import os
 import threading
 import time
 from collections import deque
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -63,6 +64,9 @@ RUN_TIMEOUT_MESSAGE = "Deadline Exceeded"
 CLOSED_MESSAGE = "The batch scheduler is closed"
 
 _QUEUED, _RUNNING, _DONE, _CANCELLED = range(4)
+
+# (id(servable), signature key, output filter, per input: (alias, dtype, rank or inner shape))
+BatchKey = tuple[int, str, tuple[str, ...] | None, tuple[tuple[str, str, Any], ...]]
 
 
 # -- options ---------------------------------------------------------------------------------------
@@ -88,7 +92,7 @@ def validate_batching_options(options: BatchingOptions) -> None:
             f"max_execution_batch_size must be positive; was {options.max_execution_batch_size}")
     sizes = tuple(options.allowed_batch_sizes)
     if sizes:
-        if any(b <= a for a, b in zip((0,) + sizes, sizes)):
+        if any(b <= a for a, b in zip((0, *sizes), sizes, strict=False)):
             raise invalid_argument("allowed_batch_sizes entries must be monotonically increasing")
         limit = execution_batch_limit(options)
         if sizes[-1] != limit:
@@ -117,7 +121,7 @@ def batch_size(inputs: Mapping[str, np.ndarray]) -> int:
 class _Task:
     """One request (or one piece of a split request). ``done`` is released when it ends."""
 
-    __slots__ = ("inputs", "size", "deadline", "state", "result", "error", "done")
+    __slots__ = ("deadline", "done", "error", "inputs", "result", "size", "state")
 
     def __init__(self, inputs: Mapping[str, np.ndarray], size: int, deadline: float | None) -> None:
         self.inputs = inputs
@@ -136,7 +140,7 @@ class _Task:
 
 
 class _Batch:
-    __slots__ = ("tasks", "size", "opened")
+    __slots__ = ("opened", "size", "tasks")
 
     def __init__(self, opened: float) -> None:
         self.tasks: list[_Task] = []
@@ -147,10 +151,19 @@ class _Batch:
 class _Queue:
     """The batches of one batch key. Guarded by the scheduler's lock."""
 
-    __slots__ = ("key", "servable", "signature", "output_filter", "options", "limit",
-                 "timeout", "open", "closed")
+    __slots__ = (
+        "closed",
+        "key",
+        "limit",
+        "open",
+        "options",
+        "output_filter",
+        "servable",
+        "signature",
+        "timeout",
+    )
 
-    def __init__(self, key: tuple, servable: Any, signature: Signature,
+    def __init__(self, key: BatchKey, servable: Any, signature: Signature,
                  output_filter: Sequence[str] | None, options: BatchingOptions) -> None:
         self.key = key
         self.servable = servable
@@ -188,7 +201,7 @@ class BatchScheduler:
             validate_batching_options(options)
         self._lock = threading.Lock()
         self._work = threading.Condition(self._lock)
-        self._queues: dict[tuple, _Queue] = {}
+        self._queues: dict[BatchKey, _Queue] = {}
         self._threads: list[threading.Thread] = []
         self._closed = False
 
@@ -227,7 +240,7 @@ class BatchScheduler:
         """The options that apply to model ``model_name``."""
         return self.per_model.get(model_name, self.default) if self.per_model else self.default
 
-    def _enqueue(self, key: tuple, servable: Any, signature: Signature,
+    def _enqueue(self, key: BatchKey, servable: Any, signature: Signature,
                  output_filter: tuple[str, ...] | None, options: BatchingOptions,
                  inputs: dict[str, np.ndarray], size: int, deadline: float | None,
                  now: float) -> list[_Task]:
@@ -330,6 +343,7 @@ class BatchScheduler:
         if best.closed:
             batch = best.closed.popleft()
         else:
+            assert best.open is not None  # a queue with no closed batch was picked for its open one
             batch, best.open = best.open, None
         if best.open is None and not best.closed:
             del self._queues[best.key]
@@ -355,7 +369,7 @@ class BatchScheduler:
             for task in tasks:
                 task.finish(None, error)
             return
-        for task, result in zip(tasks, results):
+        for task, result in zip(tasks, results, strict=True):
             task.finish(result, None)
 
     # -- lifetime ------------------------------------------------------------------------------
@@ -375,7 +389,7 @@ class BatchScheduler:
             return sum(len(b.tasks) for q in self._queues.values()
                        for b in ([q.open] if q.open else []) + list(q.closed))
 
-    def __enter__(self) -> "BatchScheduler":
+    def __enter__(self) -> BatchScheduler:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -418,9 +432,10 @@ def run_batch(servable: Any, signature: Signature, output_filter: Sequence[str] 
 
 
 def _run_timeout_ms(tasks: Sequence[_Task]) -> int | None:
-    if any(task.deadline is None for task in tasks):
+    deadlines = [task.deadline for task in tasks]
+    if any(deadline is None for deadline in deadlines):
         return None
-    remaining = max(task.deadline for task in tasks) - time.monotonic()  # type: ignore[type-var]
+    remaining = max(d for d in deadlines if d is not None) - time.monotonic()
     return max(1, math.ceil(remaining * 1000))
 
 
@@ -450,13 +465,13 @@ def merge_inputs(inputs: Sequence[Mapping[str, np.ndarray]], padding: int = 0,
 def pad_to_common_shape(arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
     """Pad every array's non-batch dimensions up to the largest among ``arrays`` (same rank),
     with that array's own first element (TF Serving's ``PadTensor``)."""
-    target = tuple(max(sizes) for sizes in zip(*(a.shape[1:] for a in arrays)))
+    target = tuple(max(sizes) for sizes in zip(*(a.shape[1:] for a in arrays), strict=True))
     out = []
     for array in arrays:
         if array.shape[1:] == target:
             out.append(array)
             continue
-        widths = [(0, 0)] + [(0, t - s) for s, t in zip(array.shape[1:], target)]
+        widths = [(0, 0)] + [(0, t - s) for s, t in zip(array.shape[1:], target, strict=True)]
         fill = array.flat[0] if array.size else (b"" if array.dtype == object else 0)
         out.append(np.pad(array, widths, mode="constant", constant_values=fill))
     return out
@@ -479,7 +494,7 @@ def split_outputs(outputs: Mapping[str, np.ndarray], sizes: Sequence[int]
     results: list[dict[str, np.ndarray]] = [{} for _ in sizes]
     for alias, array in outputs.items():
         offset = 0
-        for result, size in zip(results, sizes):
+        for result, size in zip(results, sizes, strict=True):
             result[alias] = array[offset:offset + size]
             offset += size
     return results

@@ -187,7 +187,8 @@ class ServingService:
             states = self.core.monitor.states(name)
             out.append({
                 "name": name,
-                "model_version_status": [state_entry(states[v]) for v in sorted(states, reverse=True)],
+                "model_version_status": [state_entry(states[v])
+                                         for v in sorted(states, reverse=True)],
             })
         return out
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from fractions import Fraction
+from typing import cast
 
 import numpy as np
 
@@ -24,7 +25,7 @@ def _float32_of_decimal(text: str) -> np.float32:
         if (float(single) + float(other)) / 2 == double and Fraction(text) != Fraction(double):
             direction = math.inf if Fraction(text) > Fraction(double) else -math.inf
             single = np.float32(math.nextafter(double, direction))
-    return single
+    return cast(np.float32, single)
 
 
 def format_float(value: float, double: bool = False) -> str:
@@ -43,12 +44,12 @@ def format_float(value: float, double: bool = False) -> str:
         return "NaN"
     if math.isinf(number):
         return "-Infinity" if number < 0 else "Infinity"
-    text = "%g" % number
+    text = "%g" % number  # noqa: UP031 - C's printf format is the spec; ~2x faster than format()
     if double:
         if float(text) != number:
-            text = "%.17g" % number
+            text = "%.17g" % number  # noqa: UP031
     elif _float32_of_decimal(text) != single:
-        text = "%.9g" % number
+        text = "%.9g" % number  # noqa: UP031
     if "." not in text and "e" not in text:
         text += ".0"
     return text
@@ -91,7 +92,7 @@ def _surely_not_six_digits(values: np.ndarray, spacing: np.ndarray, slack: float
     distance = np.abs(scaled - np.rint(scaled))
     threshold = spacing * 0.5 * scale
     in_range = (scaled >= 1e5) & (scaled < 1e6)  # else the decimal exponent may be off by one
-    return usable & in_range & (distance > threshold * (1 + 1e-9) + slack)
+    return cast(np.ndarray, usable & in_range & (distance > threshold * (1 + 1e-9) + slack))
 
 
 def float_texts(array: np.ndarray, double: bool = False) -> list[str]:
@@ -133,7 +134,7 @@ def _float_texts(array: np.ndarray, double: bool) -> list[str]:
     _scatter(result, target[maybe], short)
     bad = np.flatnonzero(hopeless)
     _scatter(result, target[bad], _long_texts(finite_values[bad], double))
-    return result.tolist()
+    return cast(list[str], result.tolist())
 
 
 def _scatter(result: np.ndarray, where: np.ndarray, texts: list[str]) -> None:
@@ -157,7 +158,7 @@ def _long_texts(values: np.ndarray, double: bool) -> list[str]:
 def _short_texts(values: np.ndarray, singles: np.ndarray, double: bool) -> list[str]:
     """``%g`` texts where they parse back to the same value, else the long form."""
     numbers = values.tolist()
-    texts = ["%g" % n for n in numbers]
+    texts = ["%g" % n for n in numbers]  # noqa: UP031 - ~2.5x faster than f"{n:g}"
     if double:
         same = np.array(texts, dtype=np.float64) == values
     else:

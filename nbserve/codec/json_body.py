@@ -41,7 +41,9 @@ def b64_decode(text: str) -> bytes | None:
     """``absl::Base64Unescape``: standard alphabet, whitespace skipped, padding ('=' or '.')
     optional but, when present, exactly right. ``None`` when the input is not valid."""
     data = utf8_bytes(text).translate(None, _B64_SPACE)
-    end = _B64_DATA.match(data).end()
+    match = _B64_DATA.match(data)
+    assert match is not None  # the pattern matches the empty string
+    end = match.end()
     tail = data[end:]  # after the first pad character only pads (and whitespace) may follow
     if tail.strip(b"=.") or end % 4 == 1:
         return None

@@ -97,7 +97,7 @@ class _Feature:
     """One feature being filled: its kind (``bytes``/``float``/``int64``, None until the first
     value) and values. AddValueToFeature's rules, in its order of checks."""
 
-    __slots__ = ("name", "kind", "values")
+    __slots__ = ("kind", "name", "values")
 
     def __init__(self, name: str) -> None:
         self.name = name

@@ -25,7 +25,7 @@ __all__ = ["encode_predict_response", "leaf_texts", "nest_texts"]
 
 
 _encode_string: Callable[[str], str] = getattr(json.encoder, "c_encode_basestring", None) \
-    or json.encoder.py_encode_basestring  # type: ignore[attr-defined]
+    or json.encoder.py_encode_basestring
 
 
 def _json_string(data: Any) -> str:
@@ -50,7 +50,7 @@ def _tensor_type_name(array: np.ndarray, declared: Any = None) -> str:
         return datatype_string(dtype_name(declared))
     if array.dtype == np.float16:
         return "half"
-    return array.dtype.name
+    return str(array.dtype.name)
 
 
 def leaf_texts(alias: str, array: np.ndarray, declared_dtype: Any = None) -> list[str]:

@@ -27,7 +27,7 @@ import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 
@@ -152,7 +152,7 @@ def _make_dtype(dtype: Any) -> _Dtype:
     def floating(value: Any) -> float:
         kind = type(value)
         if kind is float:
-            return value
+            return cast(float, value)
         if kind is int:
             return as_double(value)
         raise _type_error(value, name)

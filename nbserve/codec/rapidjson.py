@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from typing import Any
+from typing import Any, AnyStr
 
 from nbserve.codec.float_format import format_float
 from nbserve.errors import ServingError, invalid_argument
@@ -127,6 +127,13 @@ _WS_TEXT = re.compile(r"[ \t\n\r]*")
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 
+def _span_end(pattern: re.Pattern[AnyStr], text: AnyStr, pos: int) -> int:
+    """Where ``pattern`` (one that matches the empty string too) stops matching from ``pos``."""
+    match = pattern.match(text, pos)
+    assert match is not None  # the pattern matches the empty string
+    return match.end()
+
+
 def parse_json(body: bytes | bytearray | memoryview | str) -> Any:
     """Parse a request body as TF Serving does (see the module docstring). Raises ServingError."""
     if isinstance(body, str):
@@ -141,7 +148,8 @@ def parse_json(body: bytes | bytearray | memoryview | str) -> Any:
         text = body.decode("utf-8")
     except UnicodeDecodeError:
         return _ExactParser(body).parse()
-    start = _WS_TEXT.match(text).end()
+    blank = _WS_TEXT.match(text)
+    start = blank.end() if blank is not None else 0
     if start == len(text):
         raise _parse_error("empty", len(body))
     try:
@@ -179,7 +187,7 @@ class _ExactParser:
         for bom in (0xEF, 0xBB, 0xBF):  # rapidjson's UTF-8 stream skips each BOM byte it finds
             if self.peek(pos) == bom:
                 pos += 1
-        pos = _WS_BYTES.match(self.data, pos).end()
+        pos = _span_end(_WS_BYTES, self.data, pos)
         if self.peek(pos) == 0:
             raise _parse_error("empty", pos)
         try:
@@ -189,7 +197,7 @@ class _ExactParser:
         return value
 
     def skip_ws(self, pos: int) -> int:
-        return _WS_BYTES.match(self.data, pos).end()
+        return _span_end(_WS_BYTES, self.data, pos)
 
     def value(self, pos: int) -> tuple[Any, int]:
         c = self.peek(pos)
@@ -261,7 +269,7 @@ class _ExactParser:
         pos += 1
         out = bytearray()
         while True:
-            end = _PLAIN_STRING.match(data, pos).end()
+            end = _span_end(_PLAIN_STRING, data, pos)
             out += data[pos:end]
             pos = end
             c = self.peek(pos)
@@ -377,7 +385,7 @@ _NAMED_ESCAPES = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\f": "\\f", "\n": "\\n
 
 def _escape_char(match: re.Match[str]) -> str:
     char = match.group()
-    return _NAMED_ESCAPES.get(char) or "\\u%04X" % ord(char)
+    return _NAMED_ESCAPES.get(char) or f"\\u{ord(char):04X}"
 
 
 def _rj_string(text: str) -> str:

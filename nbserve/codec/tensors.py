@@ -7,16 +7,18 @@ transport's generated stubs, the field numbers and DataType names from ``tensor.
 
 Two wire forms exist for a numeric tensor and both are read and written here:
 
-* ``tensor_content``: the raw little-endian bytes of the C-ordered array (``tf.make_tensor_proto``'s
-  form; TF Serving's with ``--enable_serialization_as_tensor_content``). Encoding is one ``tobytes``,
-  decoding one ``np.frombuffer`` (the result is then a **read-only** view of the proto's bytes).
+* ``tensor_content``: the raw little-endian bytes of the C-ordered array
+  (``tf.make_tensor_proto``'s form; TF Serving's with ``--enable_serialization_as_tensor_content``).
+  Encoding is one ``tobytes``, decoding one ``np.frombuffer`` (the result is then a **read-only**
+  view of the proto's bytes).
 * the typed repeated fields (``float_val``, ``int_val``, ... ; TF Serving's default output form).
-  Fixed-width fields (float, double, complex) and varint fields whose values all fit one byte (bools,
-  small integers) are written as packed wire bytes built by numpy and merged into the message; other
-  integers go through ``extend(tolist())``. Reading any field is one ``np.array`` over the container.
+  Fixed-width fields (float, double, complex) and varint fields whose values all fit one byte
+  (bools, small integers) are written as packed wire bytes built by numpy and merged into the
+  message; other integers go through ``extend(tolist())``. Reading any field is one ``np.array``
+  over the container.
 
-Strings (``DT_STRING``) always travel in ``string_val``; ``tensor_content`` holding TF's varint-length
-string encoding is accepted on input.
+Strings (``DT_STRING``) always travel in ``string_val``; ``tensor_content`` holding TF's
+varint-length string encoding is accepted on input.
 
 Decoding follows ``tensorflow::Tensor::FromProto`` (checked against ``tf.io.parse_tensor`` in the
 tests):
@@ -50,7 +52,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -58,6 +60,7 @@ from nbserve.errors import ServingError, StatusCode
 from nbserve.servables.dtypes import DT_ENUM, DT_TO_NUMPY, dt_name
 from nbserve.servables.predict_util import check_feed_dtype
 
+_ml_dtypes: Any
 try:  # TF's own numpy bfloat16 (a TensorFlow dependency); optional here.
     import ml_dtypes as _ml_dtypes
 except ImportError:  # pragma: no cover - ml_dtypes ships with tensorflow
@@ -80,7 +83,7 @@ class _Codec:
     """How one DataType travels: its numpy dtype and its typed repeated field."""
 
     name: str  # DataType enum name
-    dtype: np.dtype  # little-endian numpy dtype (object for strings)
+    dtype: np.dtype[Any]  # little-endian numpy dtype (object for strings)
     field: str  # the *_val field
     wire: str  # "fixed": packed fixed-width, "varint": packed varints, "bytes": string_val
     val_dtype: Any = None  # numpy dtype the field's values are read as before conversion
@@ -91,7 +94,9 @@ class _Codec:
 
 
 def _codecs() -> dict[str, _Codec]:
-    le = lambda name: np.dtype(DT_TO_NUMPY[name]).newbyteorder("<")  # noqa: E731
+    def le(name: str) -> np.dtype[Any]:
+        return cast("np.dtype[Any]", np.dtype(DT_TO_NUMPY[name]).newbyteorder("<"))
+
     table = [
         _Codec("DT_FLOAT", le("DT_FLOAT"), "float_val", "fixed", np.float32),
         _Codec("DT_DOUBLE", le("DT_DOUBLE"), "double_val", "fixed", np.float64),
@@ -131,7 +136,7 @@ def dtype_name_for_numpy(dtype: Any) -> str:
     return _codec_for_numpy(np.dtype(dtype)).name
 
 
-# ---------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------
 # ndarray -> TensorProto
 
 
@@ -163,11 +168,12 @@ def fill_tensor_proto(proto: TensorProto, array: Any, use_tensor_content: bool =
     """Write ``array`` (anything ``np.asarray`` accepts) into ``proto``, an empty TensorProto
     (e.g. ``response.outputs[alias]``: filled in place, no copy).
 
-    Numeric arrays go to ``tensor_content`` (``use_tensor_content=True``) or to their typed ``*_val``
-    field (``False``, TF Serving's default output form; ``half``/``bfloat16`` as 16-bit patterns in
-    ``half_val``, complex numbers as (real, imag) pairs). Strings (object arrays of bytes/str, numpy
-    ``S``/``U`` arrays) always go to ``string_val``; ``str`` is encoded as UTF-8. An empty array writes
-    no values. Raises ServingError(INVALID_ARGUMENT) for a dtype a TensorProto cannot hold.
+    Numeric arrays go to ``tensor_content`` (``use_tensor_content=True``) or to their typed
+    ``*_val`` field (``False``, TF Serving's default output form; ``half``/``bfloat16`` as 16-bit
+    patterns in ``half_val``, complex numbers as (real, imag) pairs). Strings (object arrays of
+    bytes/str, numpy ``S``/``U`` arrays) always go to ``string_val``; ``str`` is encoded as UTF-8.
+    An empty array writes no values. Raises ServingError(INVALID_ARGUMENT) for a dtype a
+    TensorProto cannot hold.
     """
     arr = np.asarray(array)
     codec = _codec_for_numpy(arr.dtype)
@@ -197,7 +203,7 @@ def _codec_for_numpy(dtype: np.dtype) -> _Codec:
 
 
 def _string_items(arr: np.ndarray) -> list[bytes]:
-    items = arr.ravel().tolist()
+    items: list[Any] = arr.ravel().tolist()
     if arr.dtype.kind == "S":
         return items
     out = []
@@ -244,7 +250,7 @@ def _varint_bytes(value: int) -> bytes:
             return bytes(out)
 
 
-# ---------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------
 # TensorProto -> ndarray
 
 
@@ -259,10 +265,10 @@ def from_tensor_proto(proto: TensorProto, expected_dtype: str | None = None, *,
 
     ``expected_dtype`` (a DataType name such as ``DT_FLOAT``; None or ``DT_INVALID``: no check) is
     checked after parsing, as TF checks feeds at run time: a mismatch is INVALID_ARGUMENT
-    ``Expects arg[<arg_index>] to be float but string is provided``. ``alias`` names the input in the
-    error text (TF Serving's ``tensor parsing error: <alias>``). ``max_bytes`` overrides
-    ``MAX_TENSOR_BYTES``. Numeric arrays decoded from ``tensor_content`` are read-only views; strings
-    come back as an object array of ``bytes``. Raises only ServingError.
+    ``Expects arg[<arg_index>] to be float but string is provided``. ``alias`` names the input in
+    the error text (TF Serving's ``tensor parsing error: <alias>``). ``max_bytes`` overrides
+    ``MAX_TENSOR_BYTES``. Numeric arrays decoded from ``tensor_content`` are read-only views;
+    strings come back as an object array of ``bytes``. Raises only ServingError.
     """
     limit = MAX_TENSOR_BYTES if max_bytes is None else max_bytes
     try:
@@ -279,8 +285,8 @@ def from_tensor_proto(proto: TensorProto, expected_dtype: str | None = None, *,
     if expected_dtype not in (None, "DT_INVALID"):
         check_feed_dtype(name, expected_dtype, arg_index)
     if codec is None:
-        exc = _Malformed(f"unsupported dtype {name}")
-        raise _parse_error(alias, str(exc)) from exc
+        unsupported = _Malformed(f"unsupported dtype {name}")
+        raise _parse_error(alias, str(unsupported)) from unsupported
     return array
 
 
@@ -387,7 +393,8 @@ def _from_values(proto: TensorProto, codec: _Codec, count: int) -> np.ndarray:
         return _fill(_object_array(values[:count]), count, np.dtype(object), b"")
     raw = np.array(values, dtype=codec.val_dtype)
     if codec.field in ("scomplex_val", "dcomplex_val"):
-        raw = raw[: raw.size - raw.size % 2].view(codec.dtype)  # pairs; an odd last value is dropped
+        # (real, imag) pairs; an odd last value is dropped
+        raw = raw[: raw.size - raw.size % 2].view(codec.dtype)
     elif codec.name in ("DT_HALF", "DT_BFLOAT16"):
         raw = raw.astype(np.uint16).view(codec.dtype)  # keep the low 16 bits, as C++ does
     else:

@@ -28,8 +28,9 @@ import gc
 import os
 import threading
 import time
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -227,7 +228,7 @@ class SavedModelLoader:
             self._warm_up(servable)
         self._servable = servable
 
-    def _warm_up(self, servable: "SavedModelServable") -> None:
+    def _warm_up(self, servable: SavedModelServable) -> None:
         """Replay the version's warmup file; on failure close the session and re-raise."""
         from nbserve.servables.warmup import run_warmup
 
@@ -249,7 +250,7 @@ class SavedModelLoader:
         if servable is not None:
             servable.close()
 
-    def servable(self) -> "SavedModelServable":
+    def servable(self) -> SavedModelServable:
         if self._servable is None:
             raise ServingError(StatusCode.FAILED_PRECONDITION,
                                f"SavedModel at {self._export_dir} is not loaded")
@@ -430,7 +431,7 @@ class SavedModelServable:
         try:
             feeds = [as_feed(inputs[alias], expected, index)
                      for index, (alias, expected)
-                     in enumerate(zip(plan.feed_aliases, plan.feed_dtypes))]
+                     in enumerate(zip(plan.feed_aliases, plan.feed_dtypes, strict=True))]
             if timeout_ms is not None and timeout_ms > 0 and \
                     plan.mean_seconds >= TIMED_RUN_MIN_SECONDS:
                 fetched = self._timed_callable(plan, int(timeout_ms))(*feeds)
@@ -440,9 +441,9 @@ class SavedModelServable:
                 plan.mean_seconds += (time.perf_counter() - started - plan.mean_seconds) * 0.1
         except ServingError:
             raise
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any failure becomes a ServingError
             raise self._run_error(exc) from None
-        by_alias = dict(zip(plan.output_aliases, plan.output_index))
+        by_alias = dict(zip(plan.output_aliases, plan.output_index, strict=True))
         return {alias: np.asarray(fetched[by_alias[alias]]) for alias in fetch_aliases}
 
     def _plan(self, signature: Signature, input_aliases: tuple[str, ...],
@@ -479,7 +480,7 @@ class SavedModelServable:
             feed_dtypes = tuple(
                 dt_name(self._graph.get_tensor_by_name(name).dtype.base_dtype.as_datatype_enum)
                 or "DT_INVALID" for name in feed_names)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any failure becomes a ServingError
             raise self._run_error(exc) from None
         return _Plan(feed_aliases=feed_aliases, feed_names=feed_names, feed_dtypes=feed_dtypes,
                      output_aliases=output_aliases, output_index=tuple(output_index),

@@ -14,9 +14,11 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import sys
 import time
+from collections.abc import Callable
 from concurrent.futures import Executor
-from typing import Callable
+from typing import Any, TypeVar, cast
 
 from aiohttp import ClientPayloadError, web
 from aiohttp.http_exceptions import HttpProcessingError
@@ -25,15 +27,16 @@ from aiohttp.web_protocol import RequestPayloadError
 from nbserve.codec import json_examples, json_status
 from nbserve.codec.json_predict import JsonPredictCodec
 from nbserve.codec.json_tensor import parse_json
-from nbserve.transport.offload import run_in_pool
 from nbserve.errors import ServingError, StatusCode, as_serving_error
 from nbserve.service import ModelSpec, ServingService, state_entry
 from nbserve.transport.admission import InflightLimit
 from nbserve.transport.auth import check_authorization
+from nbserve.transport.offload import run_in_pool
 from nbserve.transport.rest_urls import RestRoute, is_v1, parse_route
 from nbserve.transport.status_map import http_status
 
 log = logging.getLogger("nbserve.rest")
+T = TypeVar("T")
 
 JSON = "application/json"
 CORS_HEADERS = {
@@ -169,13 +172,15 @@ class RestApi:
             return web.Response(status=200 if ready else 503, body=body, content_type=JSON)
         return web.Response(status=404, text=NOT_FOUND_HTML, content_type="text/html")
 
-    async def _blocking(self, fn, *args):
+    async def _blocking(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn`` in the predict pool, bounded by the REST timeout."""
         future = run_in_pool(self._executor, fn, *args)
         try:
-            async with asyncio.timeout(self._timeout_s):  # cheaper than wait_for: no extra task
-                return await future
-        except TimeoutError:
+            if sys.version_info >= (3, 11):
+                async with asyncio.timeout(self._timeout_s):  # cheaper than wait_for: no task
+                    return cast(T, await future)
+            return cast(T, await asyncio.wait_for(future, self._timeout_s))
+        except asyncio.TimeoutError:
             raise ServingError(StatusCode.DEADLINE_EXCEEDED,
                                f"Request timed out after {self._timeout_ms} ms "
                                "(--rest_api_timeout_in_ms)") from None
@@ -239,7 +244,7 @@ class RestApi:
 
 def _body_error_text(exc: BaseException) -> str:
     """aiohttp's own words for a body it could not read, without its ``400, message:`` prefix."""
-    seen = exc
+    seen: BaseException | None = exc
     while seen is not None:
         message = getattr(seen, "message", None)
         if isinstance(message, str) and message:
