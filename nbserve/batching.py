@@ -34,8 +34,8 @@ batch gets the latest deadline among its tasks (none if one has none) as its run
 request whose deadline passes while its batch runs answers ``DEADLINE_EXCEEDED`` at once.
 
 Per-model settings: ``per_model`` maps a model name to its own BatchingOptions (batch size,
-timeout, queue bound, padding, splitting); ``model_name(servable)`` names a servable's model. The
-thread pool is shared and sized by the default options, as TF Serving's.
+timeout, queue bound, padding, splitting), looked up by the name in the request's ``ServableId``
+(the handle's). The thread pool is shared and sized by the default options, as TF Serving's.
 
 Thread-safety: every public method may be called from any thread. ``close()`` finishes the queued
 batches, then joins the batch threads; ``run`` after ``close`` answers UNAVAILABLE.
@@ -47,12 +47,13 @@ import math
 import os
 import threading
 import time
-import weakref
 from collections import deque
-from typing import Any, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
+from nbserve.core.ids import ServableId
 from nbserve.errors import ServingError, StatusCode, as_serving_error, invalid_argument
 from nbserve.options import BatchingOptions
 from nbserve.servables.signature import Signature
@@ -62,9 +63,10 @@ QUEUED_TIMEOUT_MESSAGE = "Run() timeout exceeded while waiting in batching queue
 RUN_TIMEOUT_MESSAGE = "Deadline Exceeded"
 CLOSED_MESSAGE = "The batch scheduler is closed"
 
-ModelNamer = Callable[[Any], "str | None"]
-
 _QUEUED, _RUNNING, _DONE, _CANCELLED = range(4)
+
+# (id(servable), signature key, output filter, per input: (alias, dtype, rank or inner shape))
+BatchKey = tuple[int, str, tuple[str, ...] | None, tuple[tuple[str, str, Any], ...]]
 
 
 # -- options ---------------------------------------------------------------------------------------
@@ -90,7 +92,7 @@ def validate_batching_options(options: BatchingOptions) -> None:
             f"max_execution_batch_size must be positive; was {options.max_execution_batch_size}")
     sizes = tuple(options.allowed_batch_sizes)
     if sizes:
-        if any(b <= a for a, b in zip((0,) + sizes, sizes)):
+        if any(b <= a for a, b in zip((0, *sizes), sizes, strict=False)):
             raise invalid_argument("allowed_batch_sizes entries must be monotonically increasing")
         limit = execution_batch_limit(options)
         if sizes[-1] != limit:
@@ -119,7 +121,7 @@ def batch_size(inputs: Mapping[str, np.ndarray]) -> int:
 class _Task:
     """One request (or one piece of a split request). ``done`` is released when it ends."""
 
-    __slots__ = ("inputs", "size", "deadline", "state", "result", "error", "done")
+    __slots__ = ("deadline", "done", "error", "inputs", "result", "size", "state")
 
     def __init__(self, inputs: Mapping[str, np.ndarray], size: int, deadline: float | None) -> None:
         self.inputs = inputs
@@ -138,7 +140,7 @@ class _Task:
 
 
 class _Batch:
-    __slots__ = ("tasks", "size", "opened")
+    __slots__ = ("opened", "size", "tasks")
 
     def __init__(self, opened: float) -> None:
         self.tasks: list[_Task] = []
@@ -149,10 +151,19 @@ class _Batch:
 class _Queue:
     """The batches of one batch key. Guarded by the scheduler's lock."""
 
-    __slots__ = ("key", "servable", "signature", "output_filter", "options", "limit",
-                 "timeout", "open", "closed")
+    __slots__ = (
+        "closed",
+        "key",
+        "limit",
+        "open",
+        "options",
+        "output_filter",
+        "servable",
+        "signature",
+        "timeout",
+    )
 
-    def __init__(self, key: tuple, servable: Any, signature: Signature,
+    def __init__(self, key: BatchKey, servable: Any, signature: Signature,
                  output_filter: Sequence[str] | None, options: BatchingOptions) -> None:
         self.key = key
         self.servable = servable
@@ -177,30 +188,26 @@ class BatchScheduler:
         default: options for every model without its own entry (None: BatchingOptions()); its
             ``num_batch_threads`` (0: CPU count) and ``thread_pool_name`` size and name the pool.
         per_model: model name -> options for that model.
-        model_name: names a servable's model (needed only with ``per_model``); returning None
-            uses ``default``.
 
     Raises ServingError(INVALID_ARGUMENT) for invalid options. Batch threads start on the first
     ``run``.
     """
 
     def __init__(self, default: BatchingOptions | None = None,
-                 per_model: Mapping[str, BatchingOptions] | None = None,
-                 model_name: ModelNamer | None = None) -> None:
+                 per_model: Mapping[str, BatchingOptions] | None = None) -> None:
         self.default = default or BatchingOptions()
         self.per_model = dict(per_model or {})
         for options in (self.default, *self.per_model.values()):
             validate_batching_options(options)
-        self._model_name = model_name
-        self._options_cache: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         self._lock = threading.Lock()
         self._work = threading.Condition(self._lock)
-        self._queues: dict[tuple, _Queue] = {}
+        self._queues: dict[BatchKey, _Queue] = {}
         self._threads: list[threading.Thread] = []
         self._closed = False
 
     # -- request side --------------------------------------------------------------------------
-    def run(self, servable: Any, signature: Signature, inputs: Mapping[str, Any],
+    def run(self, servable_id: ServableId, servable: Any, signature: Signature,
+            inputs: Mapping[str, Any],
             output_filter: Sequence[str] | None = None,
             timeout_ms: int | None = None) -> dict[str, np.ndarray]:
         """Queue one request, wait for its batch, return its slice of the outputs.
@@ -211,7 +218,7 @@ class BatchScheduler:
         arrays = {alias: value if isinstance(value, np.ndarray) else np.asarray(value)
                   for alias, value in inputs.items()}
         size = batch_size(arrays)
-        options = self.options_for(servable)
+        options = self.options_for(servable_id.name)
         if size > options.max_batch_size:
             raise invalid_argument(f"Task size {size} is larger than maximum input batch size "
                                    f"{options.max_batch_size}")
@@ -229,22 +236,11 @@ class BatchScheduler:
             return results[0]
         return {alias: np.concatenate([r[alias] for r in results]) for alias in results[0]}
 
-    def options_for(self, servable: Any) -> BatchingOptions:
-        """The options that apply to ``servable``'s model."""
-        if not self.per_model or self._model_name is None:
-            return self.default
-        try:
-            return self._options_cache[servable]
-        except (KeyError, TypeError):
-            pass
-        options = self.per_model.get(self._model_name(servable) or "", self.default)
-        try:
-            self._options_cache[servable] = options
-        except TypeError:  # not weak-referenceable: look it up each time
-            pass
-        return options
+    def options_for(self, model_name: str) -> BatchingOptions:
+        """The options that apply to model ``model_name``."""
+        return self.per_model.get(model_name, self.default) if self.per_model else self.default
 
-    def _enqueue(self, key: tuple, servable: Any, signature: Signature,
+    def _enqueue(self, key: BatchKey, servable: Any, signature: Signature,
                  output_filter: tuple[str, ...] | None, options: BatchingOptions,
                  inputs: dict[str, np.ndarray], size: int, deadline: float | None,
                  now: float) -> list[_Task]:
@@ -347,6 +343,7 @@ class BatchScheduler:
         if best.closed:
             batch = best.closed.popleft()
         else:
+            assert best.open is not None  # a queue with no closed batch was picked for its open one
             batch, best.open = best.open, None
         if best.open is None and not best.closed:
             del self._queues[best.key]
@@ -372,7 +369,7 @@ class BatchScheduler:
             for task in tasks:
                 task.finish(None, error)
             return
-        for task, result in zip(tasks, results):
+        for task, result in zip(tasks, results, strict=True):
             task.finish(result, None)
 
     # -- lifetime ------------------------------------------------------------------------------
@@ -392,7 +389,7 @@ class BatchScheduler:
             return sum(len(b.tasks) for q in self._queues.values()
                        for b in ([q.open] if q.open else []) + list(q.closed))
 
-    def __enter__(self) -> "BatchScheduler":
+    def __enter__(self) -> BatchScheduler:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -435,9 +432,10 @@ def run_batch(servable: Any, signature: Signature, output_filter: Sequence[str] 
 
 
 def _run_timeout_ms(tasks: Sequence[_Task]) -> int | None:
-    if any(task.deadline is None for task in tasks):
+    deadlines = [task.deadline for task in tasks]
+    if any(deadline is None for deadline in deadlines):
         return None
-    remaining = max(task.deadline for task in tasks) - time.monotonic()  # type: ignore[type-var]
+    remaining = max(d for d in deadlines if d is not None) - time.monotonic()
     return max(1, math.ceil(remaining * 1000))
 
 
@@ -467,13 +465,13 @@ def merge_inputs(inputs: Sequence[Mapping[str, np.ndarray]], padding: int = 0,
 def pad_to_common_shape(arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
     """Pad every array's non-batch dimensions up to the largest among ``arrays`` (same rank),
     with that array's own first element (TF Serving's ``PadTensor``)."""
-    target = tuple(max(sizes) for sizes in zip(*(a.shape[1:] for a in arrays)))
+    target = tuple(max(sizes) for sizes in zip(*(a.shape[1:] for a in arrays), strict=True))
     out = []
     for array in arrays:
         if array.shape[1:] == target:
             out.append(array)
             continue
-        widths = [(0, 0)] + [(0, t - s) for s, t in zip(array.shape[1:], target)]
+        widths = [(0, 0)] + [(0, t - s) for s, t in zip(array.shape[1:], target, strict=True)]
         fill = array.flat[0] if array.size else (b"" if array.dtype == object else 0)
         out.append(np.pad(array, widths, mode="constant", constant_values=fill))
     return out
@@ -496,7 +494,7 @@ def split_outputs(outputs: Mapping[str, np.ndarray], sizes: Sequence[int]
     results: list[dict[str, np.ndarray]] = [{} for _ in sizes]
     for alias, array in outputs.items():
         offset = 0
-        for result, size in zip(results, sizes):
+        for result, size in zip(results, sizes, strict=True):
             result[alias] = array[offset:offset + size]
             offset += size
     return results
@@ -504,32 +502,16 @@ def split_outputs(outputs: Mapping[str, np.ndarray], sizes: Sequence[int]
 
 # -- wiring ----------------------------------------------------------------------------------------
 
-def model_name_by_base_path(models: Callable[[], Mapping[str, Any]]) -> ModelNamer:
-    """A ``model_name`` for servables with an ``export_dir`` (SavedModels): the configured model
-    (``models()``: name -> ModelConfig) whose base path holds that version folder."""
-
-    def name(servable: Any) -> str | None:
-        export_dir = getattr(servable, "export_dir", None)
-        if not export_dir:
-            return None
-        parent = os.path.normpath(os.path.dirname(os.path.normpath(os.fspath(export_dir))))
-        for model_name, config in models().items():
-            if os.path.normpath(config.base_path) == parent:
-                return model_name
-        return None
-
-    return name
-
-
-def scheduler_for(options: Any, core: Any) -> BatchScheduler | None:
+def scheduler_for(options: Any, core: object = None) -> BatchScheduler | None:
     """The Server's scheduler from ServerOptions (``enable_batching``, ``batching``,
     ``batching_per_model``), or None when batching is off. Raises ServingError(INVALID_ARGUMENT)
     when batching options are given without ``enable_batching``, as TF Serving refuses a
-    batching parameters file without ``--enable_batching``."""
+    batching parameters file without ``--enable_batching``. ``core`` is not used (requests carry
+    their ``ServableId``); it stays for existing callers."""
     per_model = dict(getattr(options, "batching_per_model", None) or {})
     if not options.enable_batching:
         if options.batching is not None or per_model:
             raise invalid_argument("ServerOptions.batching is set without setting "
                                    "ServerOptions.enable_batching to true.")
         return None
-    return BatchScheduler(options.batching, per_model, model_name_by_base_path(core.models))
+    return BatchScheduler(options.batching, per_model)

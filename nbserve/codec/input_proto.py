@@ -1,4 +1,5 @@
-"""``tensorflow.serving.Input`` (classify/regress/multi-inference requests) -> serialized tf.Examples."""
+"""``tensorflow.serving.Input`` (classify/regress/multi-inference requests) -> serialized
+tf.Examples."""
 
 from __future__ import annotations
 

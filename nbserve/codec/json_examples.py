@@ -1,6 +1,6 @@
 """TF Serving's REST JSON for Classify and Regress: tf.Examples in, results out (spec §1.7).
 
-Request side: ``read_example_body(doc, raw)`` checks a body parsed by ``json_tensor.parse_json``
+Request side: ``read_example_body(doc, raw)`` checks a body parsed by ``rapidjson.parse_json``
 (object, ``signature_name``, then ``context``, then ``examples``, in TF Serving's order) and builds
 each example as a **serialized** ``tf.Example``. Feature kinds are inferred from the JSON values:
 integer -> ``int64_list``, decimal -> ``float_list`` (narrowed to float32), string or
@@ -27,14 +27,12 @@ from typing import Any
 
 import numpy as np
 
-from nbserve.codec.json_tensor import (
-    _INT64_END,
-    _INT64_MIN,
-    _UINT64_END,
-    b64_decode,
-    check_object_and_signature,
-    float_texts,
-    is_b64_object,
+from nbserve.codec.float_format import float_texts
+from nbserve.codec.json_tensor import b64_decode, check_object_and_signature, is_b64_object
+from nbserve.codec.rapidjson import (
+    INT64_END,
+    INT64_MIN,
+    UINT64_END,
     json_type_name,
     json_value_to_string,
     utf8_bytes,
@@ -99,7 +97,7 @@ class _Feature:
     """One feature being filled: its kind (``bytes``/``float``/``int64``, None until the first
     value) and values. AddValueToFeature's rules, in its order of checks."""
 
-    __slots__ = ("name", "kind", "values")
+    __slots__ = ("kind", "name", "values")
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -135,9 +133,9 @@ class _Feature:
         elif kind is str:
             self._set_kind("bytes")
             self.values.append(utf8_bytes(value))
-        elif kind is int and _INT64_MIN <= value < _UINT64_END:
+        elif kind is int and INT64_MIN <= value < UINT64_END:
             self._set_kind("int64")
-            if value >= _INT64_END:
+            if value >= INT64_END:
                 raise invalid_argument(f"Feature: {self.name} has uint64_t element. "
                                        "Only int64_t is supported.")
             self.values.append(value)

@@ -8,7 +8,8 @@ proto field names and default values, doubly nested under ``signature_def``.
 from __future__ import annotations
 
 import json
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from nbserve.errors import StatusCode
 

@@ -1,17 +1,24 @@
 """ndarray <-> ``tensorflow.TensorProto``: the gRPC tensor codec.
 
+It reads and fills TensorProto messages the caller owns (a request's ``inputs[alias]``, a
+response's ``outputs[alias]``) and never imports TensorFlow: the messages come from the
+transport's generated stubs, the field numbers and DataType names from ``tensor.proto`` /
+``nbserve.servables.dtypes`` (a test checks both against TensorFlow's descriptors).
+
 Two wire forms exist for a numeric tensor and both are read and written here:
 
-* ``tensor_content``: the raw little-endian bytes of the C-ordered array (``tf.make_tensor_proto``'s
-  form; TF Serving's with ``--enable_serialization_as_tensor_content``). Encoding is one ``tobytes``,
-  decoding one ``np.frombuffer`` (the result is then a **read-only** view of the proto's bytes).
+* ``tensor_content``: the raw little-endian bytes of the C-ordered array
+  (``tf.make_tensor_proto``'s form; TF Serving's with ``--enable_serialization_as_tensor_content``).
+  Encoding is one ``tobytes``, decoding one ``np.frombuffer`` (the result is then a **read-only**
+  view of the proto's bytes).
 * the typed repeated fields (``float_val``, ``int_val``, ... ; TF Serving's default output form).
-  Fixed-width fields (float, double, complex) and varint fields whose values all fit one byte (bools,
-  small integers) are written as packed wire bytes built by numpy and merged into the message; other
-  integers go through ``extend(tolist())``. Reading any field is one ``np.array`` over the container.
+  Fixed-width fields (float, double, complex) and varint fields whose values all fit one byte
+  (bools, small integers) are written as packed wire bytes built by numpy and merged into the
+  message; other integers go through ``extend(tolist())``. Reading any field is one ``np.array``
+  over the container.
 
-Strings (``DT_STRING``) always travel in ``string_val``; ``tensor_content`` holding TF's varint-length
-string encoding is accepted on input.
+Strings (``DT_STRING``) always travel in ``string_val``; ``tensor_content`` holding TF's
+varint-length string encoding is accepted on input.
 
 Decoding follows ``tensorflow::Tensor::FromProto`` (checked against ``tf.io.parse_tensor`` in the
 tests):
@@ -38,31 +45,37 @@ Every failure on a malformed proto is ``ServingError(INVALID_ARGUMENT, ...)``: w
 the message is TF Serving's ``tensor parsing error: <alias>`` (the detail is chained as
 ``__cause__``), without it ``Unable to parse tensor proto: <detail>``.
 
-Pure functions, thread-safe. Importing this module imports ``tensorflow`` (for its generated protos).
+Pure functions, thread-safe. Importing this module loads neither TensorFlow nor its protos.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
-from tensorflow.core.framework import tensor_pb2, types_pb2
 
 from nbserve.errors import ServingError, StatusCode
-from nbserve.servables.signature import DT_TO_NUMPY
+from nbserve.servables.dtypes import DT_ENUM, DT_TO_NUMPY, dt_name
+from nbserve.servables.predict_util import check_feed_dtype
 
+_ml_dtypes: Any
 try:  # TF's own numpy bfloat16 (a TensorFlow dependency); optional here.
     import ml_dtypes as _ml_dtypes
 except ImportError:  # pragma: no cover - ml_dtypes ships with tensorflow
     _ml_dtypes = None
 
-TensorProto = tensor_pb2.TensorProto
+TensorProto = Any  # a ``tensorflow.TensorProto`` message (from the caller's generated stubs)
 
 MAX_RANK = 254  # TensorShape::MaxDimensions()
 MAX_TENSOR_BYTES = 1 << 31  # nbserve: largest array from_tensor_proto builds (elements x itemsize)
 _INT64_MAX = (1 << 63) - 1
-_FIELD_NUMBER = {f.name: f.number for f in TensorProto.DESCRIPTOR.fields}
+FIELD_NUMBERS: dict[str, int] = {  # tensor.proto's typed value fields (wire numbers never change)
+    "float_val": 5, "double_val": 6, "int_val": 7, "string_val": 8, "scomplex_val": 9,
+    "int64_val": 10, "bool_val": 11, "dcomplex_val": 12, "half_val": 13, "uint32_val": 16,
+    "uint64_val": 17,
+}
 
 
 @dataclass(frozen=True)
@@ -70,18 +83,20 @@ class _Codec:
     """How one DataType travels: its numpy dtype and its typed repeated field."""
 
     name: str  # DataType enum name
-    dtype: np.dtype  # little-endian numpy dtype (object for strings)
+    dtype: np.dtype[Any]  # little-endian numpy dtype (object for strings)
     field: str  # the *_val field
     wire: str  # "fixed": packed fixed-width, "varint": packed varints, "bytes": string_val
     val_dtype: Any = None  # numpy dtype the field's values are read as before conversion
     enum: int = 0  # DataType enum number, filled in from the name
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "enum", types_pb2.DataType.Value(self.name))
+        object.__setattr__(self, "enum", DT_ENUM[self.name])
 
 
 def _codecs() -> dict[str, _Codec]:
-    le = lambda name: np.dtype(DT_TO_NUMPY[name]).newbyteorder("<")  # noqa: E731
+    def le(name: str) -> np.dtype[Any]:
+        return cast("np.dtype[Any]", np.dtype(DT_TO_NUMPY[name]).newbyteorder("<"))
+
     table = [
         _Codec("DT_FLOAT", le("DT_FLOAT"), "float_val", "fixed", np.float32),
         _Codec("DT_DOUBLE", le("DT_DOUBLE"), "double_val", "fixed", np.float64),
@@ -121,40 +136,60 @@ def dtype_name_for_numpy(dtype: Any) -> str:
     return _codec_for_numpy(np.dtype(dtype)).name
 
 
-def tf_type_string(dtype_name: str) -> str:
-    """TF's ``DataTypeString``: ``DT_FLOAT`` -> ``float``, ``DT_HALF`` -> ``half``."""
-    return dtype_name[3:].lower() if dtype_name.startswith("DT_") else dtype_name
-
-
-# ---------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------
 # ndarray -> TensorProto
 
 
 def to_tensor_proto(array: Any, use_tensor_content: bool = True) -> TensorProto:
-    """Encode ``array`` (anything ``np.asarray`` accepts) as a TensorProto.
+    """A new TensorProto holding ``array`` (``fill_tensor_proto`` on a fresh message).
 
-    Numeric arrays go to ``tensor_content`` (``use_tensor_content=True``) or to their typed ``*_val``
-    field (``False``, TF Serving's default output form; ``half``/``bfloat16`` as 16-bit patterns in
-    ``half_val``, complex numbers as (real, imag) pairs). Strings (object arrays of bytes/str, numpy
-    ``S``/``U`` arrays) always go to ``string_val``; ``str`` is encoded as UTF-8. An empty array writes
-    no values. Raises ServingError(INVALID_ARGUMENT) for a dtype a TensorProto cannot hold.
+    The message class is the ``tensorflow.TensorProto`` that TensorFlow's generated protos
+    registered with protobuf (any ``tensorflow_serving.apis`` import loads them); without them
+    this raises RuntimeError. Prefer filling the caller's message in place.
+    """
+    proto = _tensor_proto_class()()
+    fill_tensor_proto(proto, array, use_tensor_content)
+    return proto
+
+
+@functools.cache
+def _tensor_proto_class() -> Any:
+    from google.protobuf import descriptor_pool, message_factory
+
+    try:
+        descriptor = descriptor_pool.Default().FindMessageTypeByName("tensorflow.TensorProto")
+    except KeyError:
+        raise RuntimeError("tensorflow.TensorProto is not loaded: import TensorFlow's or TF "
+                           "Serving's generated protos first") from None
+    return message_factory.GetMessageClass(descriptor)
+
+
+def fill_tensor_proto(proto: TensorProto, array: Any, use_tensor_content: bool = True) -> None:
+    """Write ``array`` (anything ``np.asarray`` accepts) into ``proto``, an empty TensorProto
+    (e.g. ``response.outputs[alias]``: filled in place, no copy).
+
+    Numeric arrays go to ``tensor_content`` (``use_tensor_content=True``) or to their typed
+    ``*_val`` field (``False``, TF Serving's default output form; ``half``/``bfloat16`` as 16-bit
+    patterns in ``half_val``, complex numbers as (real, imag) pairs). Strings (object arrays of
+    bytes/str, numpy ``S``/``U`` arrays) always go to ``string_val``; ``str`` is encoded as UTF-8.
+    An empty array writes no values. Raises ServingError(INVALID_ARGUMENT) for a dtype a
+    TensorProto cannot hold.
     """
     arr = np.asarray(array)
     codec = _codec_for_numpy(arr.dtype)
-    proto = TensorProto(dtype=codec.enum)
+    proto.dtype = codec.enum
     proto.tensor_shape.SetInParent()  # present even for scalars, as TF writes it
     dims = proto.tensor_shape.dim
     for size in arr.shape:
         dims.add(size=size)
     if arr.size == 0:
-        return proto
+        return
     if codec.wire == "bytes":
         proto.string_val.extend(_string_items(arr))
     elif use_tensor_content:
         proto.tensor_content = arr.astype(codec.dtype, copy=False).tobytes()
     else:
         _write_values(proto, codec, arr)
-    return proto
 
 
 def _codec_for_numpy(dtype: np.dtype) -> _Codec:
@@ -168,7 +203,7 @@ def _codec_for_numpy(dtype: np.dtype) -> _Codec:
 
 
 def _string_items(arr: np.ndarray) -> list[bytes]:
-    items = arr.ravel().tolist()
+    items: list[Any] = arr.ravel().tolist()
     if arr.dtype.kind == "S":
         return items
     out = []
@@ -200,7 +235,7 @@ def _write_values(proto: TensorProto, codec: _Codec, arr: np.ndarray) -> None:
 
 def _merge_packed(proto: TensorProto, field: str, payload: bytes) -> None:
     """Append ``payload`` (packed wire values) to repeated ``field`` by merging wire bytes."""
-    header = _varint_bytes((_FIELD_NUMBER[field] << 3) | 2) + _varint_bytes(len(payload))
+    header = _varint_bytes((FIELD_NUMBERS[field] << 3) | 2) + _varint_bytes(len(payload))
     proto.MergeFromString(header + payload)
 
 
@@ -215,7 +250,7 @@ def _varint_bytes(value: int) -> bytes:
             return bytes(out)
 
 
-# ---------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------
 # TensorProto -> ndarray
 
 
@@ -230,10 +265,10 @@ def from_tensor_proto(proto: TensorProto, expected_dtype: str | None = None, *,
 
     ``expected_dtype`` (a DataType name such as ``DT_FLOAT``; None or ``DT_INVALID``: no check) is
     checked after parsing, as TF checks feeds at run time: a mismatch is INVALID_ARGUMENT
-    ``Expects arg[<arg_index>] to be float but string is provided``. ``alias`` names the input in the
-    error text (TF Serving's ``tensor parsing error: <alias>``). ``max_bytes`` overrides
-    ``MAX_TENSOR_BYTES``. Numeric arrays decoded from ``tensor_content`` are read-only views; strings
-    come back as an object array of ``bytes``. Raises only ServingError.
+    ``Expects arg[<arg_index>] to be float but string is provided``. ``alias`` names the input in
+    the error text (TF Serving's ``tensor parsing error: <alias>``). ``max_bytes`` overrides
+    ``MAX_TENSOR_BYTES``. Numeric arrays decoded from ``tensor_content`` are read-only views;
+    strings come back as an object array of ``bytes``. Raises only ServingError.
     """
     limit = MAX_TENSOR_BYTES if max_bytes is None else max_bytes
     try:
@@ -247,14 +282,11 @@ def from_tensor_proto(proto: TensorProto, expected_dtype: str | None = None, *,
     except MemoryError as exc:
         raise ServingError(StatusCode.RESOURCE_EXHAUSTED,
                            f"Out of memory decoding tensor{_for(alias)}") from exc
-    if expected_dtype not in (None, "DT_INVALID") and expected_dtype != name:
-        raise ServingError(
-            StatusCode.INVALID_ARGUMENT,
-            f"Expects arg[{arg_index}] to be {tf_type_string(expected_dtype)} but "
-            f"{tf_type_string(name)} is provided")
+    if expected_dtype not in (None, "DT_INVALID"):
+        check_feed_dtype(name, expected_dtype, arg_index)
     if codec is None:
-        exc = _Malformed(f"unsupported dtype {name}")
-        raise _parse_error(alias, str(exc)) from exc
+        unsupported = _Malformed(f"unsupported dtype {name}")
+        raise _parse_error(alias, str(unsupported)) from unsupported
     return array
 
 
@@ -271,10 +303,9 @@ def _parse_error(alias: str | None, detail: str) -> ServingError:
 def _dtype_name(number: int) -> str:
     if number == 0:
         raise _Malformed("dtype is DT_INVALID")
-    try:
-        name = types_pb2.DataType.Name(number)
-    except ValueError:
-        raise _Malformed(f"unknown dtype enum value {number}") from None
+    name = dt_name(number)
+    if name is None:
+        raise _Malformed(f"unknown dtype enum value {number}")
     if name.endswith("_REF"):
         raise _Malformed(f"reference dtype {name} is not a tensor value")
     return name
@@ -362,7 +393,8 @@ def _from_values(proto: TensorProto, codec: _Codec, count: int) -> np.ndarray:
         return _fill(_object_array(values[:count]), count, np.dtype(object), b"")
     raw = np.array(values, dtype=codec.val_dtype)
     if codec.field in ("scomplex_val", "dcomplex_val"):
-        raw = raw[: raw.size - raw.size % 2].view(codec.dtype)  # pairs; an odd last value is dropped
+        # (real, imag) pairs; an odd last value is dropped
+        raw = raw[: raw.size - raw.size % 2].view(codec.dtype)
     elif codec.name in ("DT_HALF", "DT_BFLOAT16"):
         raw = raw.astype(np.uint16).view(codec.dtype)  # keep the low 16 bits, as C++ does
     else:

@@ -14,35 +14,20 @@ from typing import Any
 import numpy as np
 
 from nbserve.errors import ServingError, StatusCode
+from nbserve.servables.dtypes import datatype_string, numpy_dt_name
 from nbserve.servables.signature import Signature
 
-# numpy dtype -> the TensorFlow DataType name an array of it becomes when fed (types.proto).
-_NUMPY_TO_DT: Mapping[np.dtype[Any], str] = {
-    np.dtype(np.float32): "DT_FLOAT", np.dtype(np.float64): "DT_DOUBLE",
-    np.dtype(np.int32): "DT_INT32", np.dtype(np.uint8): "DT_UINT8",
-    np.dtype(np.int16): "DT_INT16", np.dtype(np.int8): "DT_INT8",
-    np.dtype(np.int64): "DT_INT64", np.dtype(np.bool_): "DT_BOOL",
-    np.dtype(np.uint16): "DT_UINT16", np.dtype(np.float16): "DT_HALF",
-    np.dtype(np.uint32): "DT_UINT32", np.dtype(np.uint64): "DT_UINT64",
-    np.dtype(np.complex64): "DT_COMPLEX64", np.dtype(np.complex128): "DT_COMPLEX128",
-}
-
-
-def datatype_string(dt_name: str) -> str:
-    """TensorFlow's ``DataTypeString``: ``DT_FLOAT`` -> ``float``."""
-    return dt_name[3:].lower() if dt_name.startswith("DT_") else dt_name
-
-
-def numpy_dt_name(dtype: np.dtype[Any]) -> str:
-    """The TensorFlow DataType name a numpy array of ``dtype`` becomes when fed
-    (``DT_STRING`` for object, bytes and str arrays; ``numpy <dtype>`` when there is none)."""
-    if dtype.kind in "OSU":
-        return "DT_STRING"
-    name = _NUMPY_TO_DT.get(dtype)
-    if name is None and dtype.name == "bfloat16":  # ml_dtypes' bfloat16, as TensorFlow feeds it
-        name = "DT_BFLOAT16"
-    return name or f"numpy {dtype}"
-
+__all__ = [
+    "DEFAULT_SIGNATURE",
+    "as_feed",
+    "check_feed_dtype",
+    "check_inputs",
+    "datatype_string",
+    "find_signature",
+    "numpy_dt_name",
+    "output_aliases",
+    "signature_not_found",
+]
 
 DEFAULT_SIGNATURE = "serving_default"
 
@@ -102,17 +87,23 @@ def output_aliases(signature: Signature, output_filter: Sequence[str] | None) ->
     return tuple(output_filter)
 
 
-def as_feed(value: Any, expected: str, index: int) -> np.ndarray:
-    """``value`` as an array fed as DataType ``expected`` (``DT_FLOAT``...) without a cast, or
-    INVALID_ARGUMENT ``Expects arg[<index>] to be <dtype> but <dtype> is provided`` as
-    TensorFlow words it. ``str`` arrays become object arrays of UTF-8 bytes."""
-    array = value if isinstance(value, np.ndarray) else np.asarray(value)
-    given = numpy_dt_name(array.dtype)
+def check_feed_dtype(given: str, expected: str, index: int) -> None:
+    """A tensor of DataType ``given`` fed as arg ``index`` of DataType ``expected``: else
+    INVALID_ARGUMENT ``Expects arg[<index>] to be <expected> but <given> is provided``, as
+    TensorFlow's session words it at run time."""
     if given != expected:
         raise ServingError(
             StatusCode.INVALID_ARGUMENT,
             f"Expects arg[{index}] to be {datatype_string(expected)} but "
             f"{datatype_string(given)} is provided")
+
+
+def as_feed(value: Any, expected: str, index: int) -> np.ndarray:
+    """``value`` as an array fed as DataType ``expected`` (``DT_FLOAT``...) without a cast, or
+    INVALID_ARGUMENT ``Expects arg[<index>] to be <dtype> but <dtype> is provided`` as
+    TensorFlow words it. ``str`` arrays become object arrays of UTF-8 bytes."""
+    array = value if isinstance(value, np.ndarray) else np.asarray(value)
+    check_feed_dtype(numpy_dt_name(array.dtype), expected, index)
     if array.dtype.kind == "U":
         array = np.char.encode(array, "utf-8").astype(object)
     return array

@@ -28,13 +28,15 @@ import gc
 import os
 import threading
 import time
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
 from nbserve.errors import ServingError, StatusCode, as_serving_error
 from nbserve.servables.devices import DeviceRequest, device_index, device_kind
+from nbserve.servables.dtypes import dt_name
 from nbserve.servables.predict_util import (
     as_feed,
     check_inputs,
@@ -226,7 +228,7 @@ class SavedModelLoader:
             self._warm_up(servable)
         self._servable = servable
 
-    def _warm_up(self, servable: "SavedModelServable") -> None:
+    def _warm_up(self, servable: SavedModelServable) -> None:
         """Replay the version's warmup file; on failure close the session and re-raise."""
         from nbserve.servables.warmup import run_warmup
 
@@ -248,7 +250,7 @@ class SavedModelLoader:
         if servable is not None:
             servable.close()
 
-    def servable(self) -> "SavedModelServable":
+    def servable(self) -> SavedModelServable:
         if self._servable is None:
             raise ServingError(StatusCode.FAILED_PRECONDITION,
                                f"SavedModel at {self._export_dir} is not loaded")
@@ -300,16 +302,11 @@ class SavedModelLoader:
 # Servable
 
 def _tensor_info(proto: Any) -> TensorInfo:
-    from tensorflow.core.framework import types_pb2
-
     shape: tuple[int, ...] | None = None
     if proto.HasField("tensor_shape") and not proto.tensor_shape.unknown_rank:
         shape = tuple(int(dim.size) for dim in proto.tensor_shape.dim)
-    try:
-        dtype = types_pb2.DataType.Name(proto.dtype)
-    except ValueError:
-        dtype = f"DT_{proto.dtype}"
-    return TensorInfo(name=proto.name, dtype=dtype, shape=shape)
+    return TensorInfo(name=proto.name, dtype=dt_name(proto.dtype) or f"DT_{proto.dtype}",
+                      shape=shape)
 
 
 def signature_from_proto(key: str, proto: Any) -> Signature:
@@ -434,7 +431,7 @@ class SavedModelServable:
         try:
             feeds = [as_feed(inputs[alias], expected, index)
                      for index, (alias, expected)
-                     in enumerate(zip(plan.feed_aliases, plan.feed_dtypes))]
+                     in enumerate(zip(plan.feed_aliases, plan.feed_dtypes, strict=True))]
             if timeout_ms is not None and timeout_ms > 0 and \
                     plan.mean_seconds >= TIMED_RUN_MIN_SECONDS:
                 fetched = self._timed_callable(plan, int(timeout_ms))(*feeds)
@@ -444,9 +441,9 @@ class SavedModelServable:
                 plan.mean_seconds += (time.perf_counter() - started - plan.mean_seconds) * 0.1
         except ServingError:
             raise
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any failure becomes a ServingError
             raise self._run_error(exc) from None
-        by_alias = dict(zip(plan.output_aliases, plan.output_index))
+        by_alias = dict(zip(plan.output_aliases, plan.output_index, strict=True))
         return {alias: np.asarray(fetched[by_alias[alias]]) for alias in fetch_aliases}
 
     def _plan(self, signature: Signature, input_aliases: tuple[str, ...],
@@ -466,7 +463,6 @@ class SavedModelServable:
 
     def _make_plan(self, signature: Signature, input_aliases: tuple[str, ...],
                    output_aliases: tuple[str, ...]) -> _Plan:
-        from tensorflow.core.framework import types_pb2
         from tensorflow.core.protobuf import config_pb2
 
         feed_aliases = tuple(sorted(input_aliases, key=lambda a: (signature.inputs[a].name, a)))
@@ -482,10 +478,9 @@ class SavedModelServable:
             options = config_pb2.CallableOptions(feed=list(feed_names), fetch=fetch_names)
             run = self._session._make_callable_from_options(options)
             feed_dtypes = tuple(
-                types_pb2.DataType.Name(self._graph.get_tensor_by_name(name).dtype
-                                        .base_dtype.as_datatype_enum)
-                for name in feed_names)
-        except Exception as exc:
+                dt_name(self._graph.get_tensor_by_name(name).dtype.base_dtype.as_datatype_enum)
+                or "DT_INVALID" for name in feed_names)
+        except Exception as exc:  # noqa: BLE001 - any failure becomes a ServingError
             raise self._run_error(exc) from None
         return _Plan(feed_aliases=feed_aliases, feed_names=feed_names, feed_dtypes=feed_dtypes,
                      output_aliases=output_aliases, output_index=tuple(output_index),

@@ -31,7 +31,8 @@ import logging
 import os
 import struct
 import time
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -56,7 +57,7 @@ def warmup_path(export_dir: str | os.PathLike[str]) -> str:
     return os.path.join(os.fspath(export_dir), WARMUP_DIR, WARMUP_FILE)
 
 
-# -- CRC-32C (Castagnoli), as TFRecord uses it ------------------------------------------------------
+# -- CRC-32C (Castagnoli), as TFRecord uses it -----------------------------------------------------
 
 _POLY = 0x82F63B78
 _MASK_DELTA = 0xA282EAD8
@@ -151,7 +152,7 @@ def masked_crc32c(data: bytes) -> int:
     return ((((crc >> 15) | (crc << 17)) & 0xFFFFFFFF) + _MASK_DELTA) & 0xFFFFFFFF
 
 
-# -- TFRecord framing -------------------------------------------------------------------------------
+# -- TFRecord framing ------------------------------------------------------------------------------
 
 def encode_tfrecord(record: bytes) -> bytes:
     """One TFRecord frame holding ``record``."""
@@ -208,7 +209,7 @@ def read_tfrecords(path: str | os.PathLike[str]) -> Iterator[bytes]:
     return iter_tfrecords(data)
 
 
-# -- writing warmup files ---------------------------------------------------------------------------
+# -- writing warmup files --------------------------------------------------------------------------
 
 def prediction_log(request: Any) -> Any:
     """A ``PredictionLog`` holding ``request``.
@@ -217,8 +218,13 @@ def prediction_log(request: Any) -> Any:
     MultiInference request proto, or a mapping alias -> array-like: a PredictRequest for
     ``serving_default`` with the arrays as they are (see ``predict_request`` to cast them).
     """
-    from tensorflow_serving.apis import (classification_pb2, inference_pb2, predict_pb2,
-                                         prediction_log_pb2, regression_pb2)
+    from tensorflow_serving.apis import (
+        classification_pb2,
+        inference_pb2,
+        predict_pb2,
+        prediction_log_pb2,
+        regression_pb2,
+    )
 
     if isinstance(request, prediction_log_pb2.PredictionLog):
         return request
@@ -244,7 +250,7 @@ def predict_request(inputs: Mapping[str, Any], *, signature_name: str = "serving
     -> numpy dtype) casts them first, e.g. to the signature's input dtypes."""
     from tensorflow_serving.apis import predict_pb2
 
-    from nbserve.codec.tensors import to_tensor_proto
+    from nbserve.codec.tensors import fill_tensor_proto
 
     request = predict_pb2.PredictRequest()
     request.model_spec.name = model_name
@@ -252,7 +258,7 @@ def predict_request(inputs: Mapping[str, Any], *, signature_name: str = "serving
     for alias, value in inputs.items():
         dtype = (dtypes or {}).get(alias)
         array = np.asarray(value, dtype=dtype) if dtype is not None else np.asarray(value)
-        request.inputs[alias].CopyFrom(to_tensor_proto(array))
+        fill_tensor_proto(request.inputs[alias], array)
     return request
 
 
@@ -278,7 +284,7 @@ def write_warmup_file(path: str | os.PathLike[str], requests: Any) -> int:
     return write_tfrecords(path, records)
 
 
-# -- replaying warmup files -------------------------------------------------------------------------
+# -- replaying warmup files ------------------------------------------------------------------------
 
 def run_warmup(servable: Any, export_dir: str | os.PathLike[str],
                num_request_iterations: int = 1) -> int:

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from concurrent.futures import Executor
-from typing import Any, Callable
+from typing import Any
 
 import grpc
 from tensorflow_serving.apis import (
@@ -28,12 +29,12 @@ from tensorflow_serving.apis import (
 )
 
 from nbserve.codec.input_proto import serialized_examples
-from nbserve.codec.tensors import from_tensor_proto, to_tensor_proto
+from nbserve.codec.proto_predict import ProtoPredictCodec, fill_model_spec
 from nbserve.errors import ServingError, StatusCode, as_serving_error, invalid_argument
-from nbserve.transport.offload import run_in_pool
 from nbserve.service import ModelSpec, ServingService
 from nbserve.transport.admission import InflightLimit
 from nbserve.transport.auth import grpc_auth_interceptor
+from nbserve.transport.offload import run_in_pool
 from nbserve.transport.status_map import grpc_status
 
 log = logging.getLogger("nbserve.grpc")
@@ -67,13 +68,6 @@ def spec_from_proto(request: Any) -> ModelSpec:
     return ModelSpec(proto.name, version, label, proto.signature_name)
 
 
-def fill_spec(target: Any, name: str, version: int, signature_name: str | None) -> None:
-    target.name = name
-    target.version.value = version
-    if signature_name is not None:
-        target.signature_name = signature_name
-
-
 def fill_classification(result: Any, classes: Any, scores: Any) -> None:
     batch = len(scores) if scores is not None else len(classes)
     for i in range(batch):
@@ -83,7 +77,8 @@ def fill_classification(result: Any, classes: Any, scores: Any) -> None:
             cls = row.classes.add()
             if classes is not None:
                 label = classes[i][j]
-                cls.label = label.decode("utf-8", "replace") if isinstance(label, bytes) else str(label)
+                cls.label = (label.decode("utf-8", "replace") if isinstance(label, bytes)
+                             else str(label))
             if scores is not None:
                 cls.score = float(scores[i][j])
 
@@ -116,8 +111,8 @@ class _Base:
             await context.abort(grpc_status(err.code), truncate(err.message))
         except Exception as exc:  # never UNKNOWN with a traceback to the client, never a crash
             log.exception("gRPC %s failed", api)
-            err = as_serving_error(exc)
-            await context.abort(grpc_status(err.code), truncate(err.message))
+            error = as_serving_error(exc)
+            await context.abort(grpc_status(error.code), truncate(error.message))
         else:
             self._observe(model, api, StatusCode.OK, loop.time() - started)
             return result
@@ -129,7 +124,8 @@ class _Base:
             self._observer(model, api, code, seconds)
 
 
-class PredictionServicer(_Base, prediction_service_pb2_grpc.PredictionServiceServicer):
+class PredictionServicer(
+        _Base, prediction_service_pb2_grpc.PredictionServiceServicer):  # type: ignore[misc]
     """``tensorflow.serving.PredictionService``."""
 
     def __init__(self, service: ServingService, executor: Executor,
@@ -138,28 +134,18 @@ class PredictionServicer(_Base, prediction_service_pb2_grpc.PredictionServiceSer
         super().__init__(service, executor, observer)
         self._tensor_content = tensor_content_outputs
 
-    async def Predict(self, request, context):
+    async def Predict(self, request: Any, context: Any) -> Any:
         return await self._call(context, "Predict", lambda: self._predict(request, context),
                                 request.model_spec.name)
 
     def _predict(self, request: Any, context: Any) -> Any:
         spec = spec_from_proto(request)
-
-        def decode(signature):
-            return {alias: from_tensor_proto(proto, alias=alias)
-                    for alias, proto in request.inputs.items()}
-
         remaining = context.time_remaining() if context is not None else None
         timeout_ms = int(remaining * 1000) if remaining else None
-        result = self.service.predict(spec, decode, list(request.output_filter) or None,
-                                      timeout_ms=timeout_ms)
-        response = predict_pb2.PredictResponse()
-        fill_spec(response.model_spec, spec.name, result.id.version, result.signature_key)
-        for alias, array in result.outputs.items():
-            response.outputs[alias].CopyFrom(to_tensor_proto(array, self._tensor_content))
-        return response
+        codec = ProtoPredictCodec(request, predict_pb2.PredictResponse, self._tensor_content)
+        return self.service.predict(spec, codec, timeout_ms=timeout_ms)
 
-    async def Classify(self, request, context):
+    async def Classify(self, request: Any, context: Any) -> Any:
         return await self._call(context, "Classify", lambda: self._classify(request),
                                 request.model_spec.name)
 
@@ -167,11 +153,11 @@ class PredictionServicer(_Base, prediction_service_pb2_grpc.PredictionServiceSer
         spec = spec_from_proto(request)
         result = self.service.classify(spec, serialized_examples(request.input))
         response = classification_pb2.ClassificationResponse()
-        fill_spec(response.model_spec, spec.name, result.id.version, result.signature_key)
+        fill_model_spec(response.model_spec, spec.name, result.id.version, result.signature_key)
         fill_classification(response.result, result.classes, result.scores)
         return response
 
-    async def Regress(self, request, context):
+    async def Regress(self, request: Any, context: Any) -> Any:
         return await self._call(context, "Regress", lambda: self._regress(request),
                                 request.model_spec.name)
 
@@ -179,11 +165,11 @@ class PredictionServicer(_Base, prediction_service_pb2_grpc.PredictionServiceSer
         spec = spec_from_proto(request)
         result = self.service.regress(spec, serialized_examples(request.input))
         response = regression_pb2.RegressionResponse()
-        fill_spec(response.model_spec, spec.name, result.id.version, result.signature_key)
+        fill_model_spec(response.model_spec, spec.name, result.id.version, result.signature_key)
         fill_regression(response.result, result.values)
         return response
 
-    async def MultiInference(self, request, context):
+    async def MultiInference(self, request: Any, context: Any) -> Any:
         return await self._call(context, "MultiInference", lambda: self._multi(request))
 
     def _multi(self, request: Any) -> Any:
@@ -198,9 +184,9 @@ class PredictionServicer(_Base, prediction_service_pb2_grpc.PredictionServiceSer
         servable_id, results = self.service.multi_inference(
             tasks, serialized_examples(request.input))
         response = inference_pb2.MultiInferenceResponse()
-        for (spec, _), result in zip(tasks, results):
+        for (spec, _), result in zip(tasks, results, strict=True):
             out = response.results.add()
-            fill_spec(out.model_spec, spec.name, servable_id.version, spec.signature_key)
+            fill_model_spec(out.model_spec, spec.name, servable_id.version, spec.signature_key)
             if result.classification is not None:
                 classes, scores = result.classification
                 fill_classification(out.classification_result, classes, scores)
@@ -208,7 +194,7 @@ class PredictionServicer(_Base, prediction_service_pb2_grpc.PredictionServiceSer
                 fill_regression(out.regression_result, result.regression)
         return response
 
-    async def GetModelMetadata(self, request, context):
+    async def GetModelMetadata(self, request: Any, context: Any) -> Any:
         return await self._call(context, "GetModelMetadata", lambda: self._metadata(request))
 
     def _metadata(self, request: Any) -> Any:
@@ -221,12 +207,12 @@ class PredictionServicer(_Base, prediction_service_pb2_grpc.PredictionServiceSer
                 raise invalid_argument(f"Metadata field {field} is not supported")
         result = self.service.metadata(spec)
         response = get_model_metadata_pb2.GetModelMetadataResponse()
-        fill_spec(response.model_spec, spec.name, result.id.version, None)
+        fill_model_spec(response.model_spec, spec.name, result.id.version, None)
         response.metadata["signature_def"].Pack(result.signature_def_map)
         return response
 
 
-class ModelServicer(_Base, model_service_pb2_grpc.ModelServiceServicer):
+class ModelServicer(_Base, model_service_pb2_grpc.ModelServiceServicer):  # type: ignore[misc]
     """``tensorflow.serving.ModelService``: status and config reload."""
 
     def __init__(self, service: ServingService, executor: Executor,
@@ -234,7 +220,7 @@ class ModelServicer(_Base, model_service_pb2_grpc.ModelServiceServicer):
         super().__init__(service, executor, None)
         self._reload = reload
 
-    async def GetModelStatus(self, request, context):
+    async def GetModelStatus(self, request: Any, context: Any) -> Any:
         return await self._call(context, "GetModelStatus", lambda: self._status(request))
 
     def _status(self, request: Any) -> Any:
@@ -249,7 +235,7 @@ class ModelServicer(_Base, model_service_pb2_grpc.ModelServiceServicer):
                 entry.status.error_message = state.error.message
         return response
 
-    async def HandleReloadConfigRequest(self, request, context):
+    async def HandleReloadConfigRequest(self, request: Any, context: Any) -> Any:
         return await self._call(context, "HandleReloadConfigRequest",
                                 lambda: self._reload_config(request))
 
@@ -278,8 +264,12 @@ async def start_grpc_server(service: ServingService, executor: Executor, host: s
     (the health service is exempt on a loopback ``host``). ``limiter`` bounds the RPCs in flight.
     Raises OSError naming the port when it cannot bind.
     """
-    from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-    from grpc_reflection.v1alpha import reflection
+    from grpc_health.v1 import (  # type: ignore[import-untyped]
+        health,
+        health_pb2,
+        health_pb2_grpc,
+    )
+    from grpc_reflection.v1alpha import reflection  # type: ignore[import-untyped]
 
     interceptors = [grpc_auth_interceptor(auth_token, host)] if auth_token else []
     server = grpc.aio.server(options=channel_options(max_message_bytes),

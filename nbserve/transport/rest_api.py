@@ -14,24 +14,29 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import sys
 import time
+from collections.abc import Callable
 from concurrent.futures import Executor
-from typing import Callable
+from typing import Any, TypeVar, cast
 
 from aiohttp import ClientPayloadError, web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestPayloadError
 
-from nbserve.codec import json_examples, json_status, json_tensor
-from nbserve.transport.offload import run_in_pool
+from nbserve.codec import json_examples, json_status
+from nbserve.codec.json_predict import JsonPredictCodec
+from nbserve.codec.json_tensor import parse_json
 from nbserve.errors import ServingError, StatusCode, as_serving_error
 from nbserve.service import ModelSpec, ServingService, state_entry
 from nbserve.transport.admission import InflightLimit
 from nbserve.transport.auth import check_authorization
+from nbserve.transport.offload import run_in_pool
 from nbserve.transport.rest_urls import RestRoute, is_v1, parse_route
 from nbserve.transport.status_map import http_status
 
 log = logging.getLogger("nbserve.rest")
+T = TypeVar("T")
 
 JSON = "application/json"
 CORS_HEADERS = {
@@ -167,66 +172,79 @@ class RestApi:
             return web.Response(status=200 if ready else 503, body=body, content_type=JSON)
         return web.Response(status=404, text=NOT_FOUND_HTML, content_type="text/html")
 
-    async def _blocking(self, fn, *args):
+    async def _blocking(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn`` in the predict pool, bounded by the REST timeout."""
         future = run_in_pool(self._executor, fn, *args)
         try:
-            async with asyncio.timeout(self._timeout_s):  # cheaper than wait_for: no extra task
-                return await future
-        except TimeoutError:
+            if sys.version_info >= (3, 11):
+                async with asyncio.timeout(self._timeout_s):  # cheaper than wait_for: no task
+                    return cast(T, await future)
+            return cast(T, await asyncio.wait_for(future, self._timeout_s))
+        except asyncio.TimeoutError:
             raise ServingError(StatusCode.DEADLINE_EXCEEDED,
                                f"Request timed out after {self._timeout_ms} ms "
                                "(--rest_api_timeout_in_ms)") from None
 
     # -- routes --------------------------------------------------------------------------------
     async def _serve(self, route: RestRoute, body: bytes) -> tuple[int, bytes]:
-        handler = getattr(self, f"_{route.kind}")
         try:
-            return 200, await self._blocking(handler, route, body)
+            return 200, await self._blocking(self._route, route, body)
         except ServingError:
             raise
         except Exception as exc:  # a bug must never take the server down: report it
             log.exception("REST %s failed", route.kind)
             raise as_serving_error(exc) from exc
 
+    def _route(self, route: RestRoute, body: bytes) -> bytes:
+        """The response body for one parsed route (runs in the predict pool)."""
+        match route.kind:
+            case "predict":
+                return self._predict(route, body)
+            case "classify":
+                return self._classify(route, body)
+            case "regress":
+                return self._regress(route, body)
+            case "status":
+                return self._status(route)
+            case "metadata":
+                return self._metadata(route)
+            case "list":
+                return self._list()
+
     def _predict(self, route: RestRoute, body: bytes) -> bytes:
-        request = json_tensor.read_predict_body(json_tensor.parse_json(body), body,
-                                                defer_key_errors=True)
-        spec = ModelSpec(route.name, route.version, route.label, request.signature_name)
-        result = self.service.predict(
-            spec, lambda signature: json_tensor.decode_inputs(request, signature),
-            timeout_ms=self._timeout_ms)
-        return json_tensor.encode_predict_response(result.outputs, request.format, result.signature)
+        codec = JsonPredictCodec.from_body(body)
+        spec = ModelSpec(route.name, route.version, route.label, codec.signature_name)
+        return self.service.predict(spec, codec, timeout_ms=self._timeout_ms)
 
     def _classify(self, route: RestRoute, body: bytes) -> bytes:
-        request = json_examples.read_example_body(json_tensor.parse_json(body), body)
+        request = json_examples.read_example_body(parse_json(body), body)
         spec = ModelSpec(route.name, route.version, route.label, request.signature_name)
         result = self.service.classify(spec, json_examples.serialized_inputs(request))
         return json_examples.encode_classify_results(result.classes, result.scores)
 
     def _regress(self, route: RestRoute, body: bytes) -> bytes:
-        request = json_examples.read_example_body(json_tensor.parse_json(body), body)
+        request = json_examples.read_example_body(parse_json(body), body)
         spec = ModelSpec(route.name, route.version, route.label, request.signature_name)
         result = self.service.regress(spec, json_examples.serialized_inputs(request))
         return json_examples.encode_regress_results(result.values)
 
-    def _status(self, route: RestRoute, body: bytes) -> bytes:
+    def _status(self, route: RestRoute) -> bytes:
         # TF Serving quirk kept (§1.4): a label on the status URL is ignored.
         states = self.service.status(route.name, route.version)
         return json_status.model_status_json(state_entry(s) for s in states)
 
-    def _metadata(self, route: RestRoute, body: bytes) -> bytes:
+    def _metadata(self, route: RestRoute) -> bytes:
         result = self.service.metadata(ModelSpec(route.name, route.version, route.label))
         return json_status.model_metadata_json(route.name, result.id.version,
                                                result.signature_def_map)
 
-    def _list(self, route: RestRoute, body: bytes) -> bytes:
+    def _list(self) -> bytes:
         return json.dumps({"models": self.service.models()}, indent=1).encode()
 
 
 def _body_error_text(exc: BaseException) -> str:
     """aiohttp's own words for a body it could not read, without its ``400, message:`` prefix."""
-    seen = exc
+    seen: BaseException | None = exc
     while seen is not None:
         message = getattr(seen, "message", None)
         if isinstance(message, str) and message:

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, cast
 from urllib.parse import unquote
 
-from nbserve.errors import invalid_argument
+from nbserve.errors import ServingError, invalid_argument
 
 RouteKind = Literal["status", "metadata", "predict", "classify", "regress", "list"]
 
@@ -37,7 +37,7 @@ def is_v1(raw_path: str) -> bool:
     return raw_path[:4].lower() == "/v1/" or raw_path.lower() == "/v1"
 
 
-def malformed(method: str, raw_path: str):
+def malformed(method: str, raw_path: str) -> ServingError:
     return invalid_argument(f"Malformed request: {method} {raw_path}")
 
 
@@ -61,7 +61,8 @@ def parse_route(method: str, raw_path: str) -> RestRoute:
         if match is None or match.group(4) not in INFERENCE_APIS:
             raise malformed(method, raw_path)
         name, digits, label, api = match.groups()
-        return RestRoute(api, unquote(name), _version(digits),
+        kind = cast(RouteKind, api)  # one of INFERENCE_APIS, checked above
+        return RestRoute(kind, unquote(name), _version(digits),
                          unquote(label) if label is not None else None)
     if method == "GET":
         match = _STATUS.match(raw_path)
@@ -72,7 +73,7 @@ def parse_route(method: str, raw_path: str) -> RestRoute:
             if digits is not None or label is not None or metadata is not None:
                 raise malformed(method, raw_path)
             return RestRoute("list")
-        kind: RouteKind = "metadata" if metadata == "/metadata" else "status"
-        return RestRoute(kind, unquote(name), _version(digits),
+        status_kind: RouteKind = "metadata" if metadata == "/metadata" else "status"
+        return RestRoute(status_kind, unquote(name), _version(digits),
                          unquote(label) if label is not None else None)
     raise malformed(method, raw_path)

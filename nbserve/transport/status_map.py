@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import functools
+from typing import TYPE_CHECKING
+
 from nbserve.errors import StatusCode
+
+if TYPE_CHECKING:
+    import grpc
 
 HTTP_STATUS: dict[StatusCode, int] = {
     StatusCode.OK: 200,
@@ -29,18 +35,13 @@ def http_status(code: StatusCode) -> int:
     return HTTP_STATUS[code]
 
 
-def grpc_status(code: StatusCode):
+def grpc_status(code: StatusCode) -> grpc.StatusCode:
     """The grpc.StatusCode with the same canonical number (imports grpc lazily)."""
+    return _grpc_by_number()[int(code)]
+
+
+@functools.cache
+def _grpc_by_number() -> dict[int, grpc.StatusCode]:
     import grpc
 
-    return _GRPC_BY_NUMBER(grpc)[int(code)]
-
-
-_grpc_table: dict[int, object] | None = None
-
-
-def _GRPC_BY_NUMBER(grpc) -> dict[int, object]:
-    global _grpc_table
-    if _grpc_table is None:
-        _grpc_table = {member.value[0]: member for member in grpc.StatusCode}
-    return _grpc_table
+    return {member.value[0]: member for member in grpc.StatusCode}

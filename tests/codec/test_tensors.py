@@ -15,6 +15,7 @@ from tensorflow.core.framework import tensor_pb2, types_pb2
 from nbserve.codec import tensors
 from nbserve.codec.tensors import from_tensor_proto, to_tensor_proto
 from nbserve.errors import ServingError, StatusCode
+from nbserve.servables.dtypes import dt_name
 from nbserve.servables.signature import DT_ENUM, DT_TO_NUMPY
 
 NUMERIC = [np.float32, np.float64, np.int32, np.uint8, np.int16, np.int8, np.int64, np.bool_,
@@ -92,6 +93,30 @@ def test_supported_dtypes_cover_the_signature_table_with_the_same_enum_numbers()
         assert types_pb2.DataType.Value(name) == DT_ENUM[name]
         if name != "DT_STRING":
             assert tensors.dtype_name_for_numpy(np_type) == name
+
+
+def test_the_dtype_table_and_field_numbers_are_tensorflows():
+    """nbserve.servables.dtypes and tensors.FIELD_NUMBERS are written out (the codec never imports
+    TensorFlow): every name and number must be TensorFlow's own."""
+    for name, number in types_pb2.DataType.items():
+        assert dt_name(number) == name
+        if number < 24:
+            assert DT_ENUM[name] == number
+    assert dt_name(999) is None and dt_name(134) is None
+    fields = {f.name: f.number for f in tensor_pb2.TensorProto.DESCRIPTOR.fields}
+    for field, number in tensors.FIELD_NUMBERS.items():
+        assert fields[field] == number
+    assert {c.field for c in tensors.CODECS.values()} <= set(tensors.FIELD_NUMBERS)
+
+
+def test_fill_in_place_equals_a_fresh_proto():
+    from tensorflow_serving.apis import predict_pb2
+
+    response = predict_pb2.PredictResponse()
+    for content in (True, False):
+        array = sample(np.float32, (2, 3))
+        tensors.fill_tensor_proto(response.outputs[str(content)], array, content)
+        assert response.outputs[str(content)] == to_tensor_proto(array, content)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.int8, np.uint64, np.float16, np.bool_, object])

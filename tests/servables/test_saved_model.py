@@ -447,11 +447,13 @@ def test_timeout_becomes_deadline_exceeded(tf2_export, monkeypatch):
 
 def test_cheap_runs_skip_the_tensorflow_deadline(loaded):
     servable = loaded("cpu")
+    for _ in range(50):  # the moving average forgets the first (slow) runs
+        run(servable, "serving_default", {"x": f32(1.0)})
     for _ in range(3):
         run(servable, "serving_default", {"x": f32(1.0)}, timeout_ms=60_000)
-    plans = list(servable._plans.values())
-    assert plans and all(plan.timed == {} for plan in plans)  # half_plus_two runs in µs
-    assert all(0 < plan.mean_seconds < 1e-3 for plan in plans)
+    plan = servable._plans[("serving_default", ("x",), ("y",))]
+    assert plan.timed == {}  # half_plus_two runs in µs
+    assert 0 < plan.mean_seconds < 1e-3
 
 
 @pytest.mark.parametrize("always_timed", [True, False])
