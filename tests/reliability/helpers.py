@@ -9,6 +9,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
+import pytest
+from hypothesis import HealthCheck
 
 from nbserve.servables.signature import Signature, TensorInfo
 from nbserve.testing import FakeLoader
@@ -86,3 +88,15 @@ def routing_factory(fakes: Mapping[str, Callable[[Any, str], Any]], options: Any
 def serving(servable: Any) -> Callable[[Any, str], FakeLoader]:
     """A ``fakes`` entry whose every version loads ``servable``."""
     return lambda servable_id, path: FakeLoader(servable, label=servable_id)
+
+
+# Hypothesis settings of the fuzz tests: reproducible runs, no shrinking database, no deadline.
+FUZZ: dict[str, Any] = dict(derandomize=True, deadline=None, database=None, print_blob=True,
+                            suppress_health_check=list(HealthCheck))
+
+
+def report(request: pytest.FixtureRequest, line: str) -> None:
+    """Print ``line`` even under pytest's output capture (the figures go in the closing note)."""
+    capture = request.config.pluginmanager.getplugin("capturemanager")
+    with capture.global_and_fixture_disabled():
+        print(line)

@@ -6,7 +6,6 @@ import errno
 import os
 import shutil
 import threading
-import time
 
 import grpc
 import numpy as np
@@ -20,17 +19,12 @@ from nbserve.errors import ServingError, StatusCode
 from nbserve.options import ModelConfig, VersionPolicy
 from nbserve.testing import FakeLoader
 from tests.reliability.helpers import HalfPlusTwo, fake_model_dir, routing_factory, serving
+from tests.support import wait_for
 from tests.transport.rest_client import call
 
 BODY = '{"instances": [2.0]}'
 
 
-def wait_for(predicate, timeout=30.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def end_entry(srv, name):

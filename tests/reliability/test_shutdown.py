@@ -10,7 +10,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 
 import grpc
 import numpy as np
@@ -19,8 +18,8 @@ from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 from nbserve.codec.tensors import to_tensor_proto
 from nbserve.options import ModelConfig
-from tests.conftest import REPO
 from tests.reliability.helpers import HalfPlusTwo, fake_model_dir, routing_factory, serving
+from tests.support import REPO, free_port, wait_for
 from tests.transport.rest_client import call
 
 BODY = b'{"instances": [2.0]}'
@@ -34,12 +33,6 @@ def refused(port: int) -> bool:
     return False
 
 
-def wait_for(predicate, timeout=30.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def start_partial_post(port: int, path: str, body: bytes) -> tuple[socket.socket, bytes]:
@@ -144,10 +137,6 @@ def handler_started(srv) -> bool:
     return any(getattr(conn, "_request_in_progress", True) for conn in server.connections)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.mark.tfs_testdata

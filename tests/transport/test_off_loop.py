@@ -9,8 +9,7 @@ import numpy as np
 
 from nbserve.options import ModelConfig
 from nbserve.servables.signature import Signature, TensorInfo
-from nbserve.testing import FakeLoader
-from tests.core.test_server_core import make_versions
+from nbserve.testing import FakeLoader, fake_version_dirs
 from tests.transport.rest_client import call
 
 
@@ -36,7 +35,7 @@ class GateServable:
 
 
 def test_loop_answers_while_a_predict_blocks(start_server, tmp_path):
-    make_versions(tmp_path, 1)
+    fake_version_dirs(str(tmp_path), [1])
     servable = GateServable()
     srv = start_server([ModelConfig("m", str(tmp_path))],
                        loader_factory=lambda sid, path: FakeLoader(servable))
