@@ -18,7 +18,8 @@ from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 from nbserve.codec.tensors import to_tensor_proto
 from nbserve.options import ModelConfig
-from tests.reliability.helpers import HalfPlusTwo, fake_model_dir, routing_factory, serving
+from nbserve.testing import FakeServable
+from tests.reliability.helpers import fake_model_dir, routing_factory, serving
 from tests.support import REPO, free_port, wait_for
 from tests.transport.rest_client import call
 
@@ -66,7 +67,7 @@ def gated_server(tmp_path):
     from nbserve.server import Server
 
     gate = threading.Event()
-    servable = HalfPlusTwo(gate=gate)
+    servable = FakeServable(gate=gate)
     srv = Server(ServerOptions(models=(ModelConfig("m", str(fake_model_dir(tmp_path, "m"))),),
                                rest_api_port=0, grpc_port=0, max_num_load_retries=0),
                  loader_factory=routing_factory({"m": serving(servable)}))
