@@ -36,11 +36,14 @@ $(LABEXT_NODE): labextension/package.json labextension/package-lock.json
 	cd labextension && npm ci --no-audit --no-fund
 	touch $@
 
+# Every tool runs (and reports) even when an earlier one finds something; lint fails if any did.
 lint: $(STAMP) $(LABEXT_NODE)
-	$(VENV)/bin/ruff check .
-	PYTHONPATH=$(CURDIR) $(VENV)/bin/mypy
-	PYTHONPATH=$(CURDIR) $(VENV)/bin/lint-imports
-	cd labextension && npm run --silent lint
+	@status=0; \
+	echo "== ruff"; $(VENV)/bin/ruff check . || status=1; \
+	echo "== mypy --strict"; PYTHONPATH=$(CURDIR) $(VENV)/bin/mypy || status=1; \
+	echo "== import-linter"; PYTHONPATH=$(CURDIR) $(VENV)/bin/lint-imports || status=1; \
+	echo "== labextension: tsc --noEmit, eslint"; (cd labextension && npm run --silent lint) || status=1; \
+	exit $$status
 
 # The benchmark of issue 6 (bench/RESULTS.md, bench/results.png); ~12 min, BENCH_QUICK=1 ~2 min.
 # The peers get their own venvs under .cache/bench-venvs on first use (PyPI, a few minutes).

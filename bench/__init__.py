@@ -1,4 +1,6 @@
-"""nbserve's benchmark harness (issue 6): ``make bench`` -> ``bench/RESULTS.md`` + ``bench/results.png``.
+"""nbserve's benchmark harness (issue 6).
+
+``make bench`` -> ``bench/RESULTS.md`` + ``bench/results.png``.
 
 Modules: ``config`` (paths, durations from the environment), ``prepare`` (exports the models and
 writes the request bodies; runs with TensorFlow), ``loadgen`` (``wrk`` and the grpc.aio client),

@@ -39,7 +39,8 @@ WORKLOAD_TITLES = {
 
 
 def tfs_testdata() -> pathlib.Path:
-    return pathlib.Path(os.environ.get(TESTDATA_ENV, REPO.parent / "shared" / "testdata" / "tfserving"))
+    default = REPO.parent / "shared" / "testdata" / "tfserving"
+    return pathlib.Path(os.environ.get(TESTDATA_ENV, default))
 
 
 def peer_python(peer: str) -> pathlib.Path:
@@ -77,7 +78,7 @@ class BenchConfig:
     extra: dict = field(default_factory=dict)
 
     @staticmethod
-    def from_env() -> "BenchConfig":
+    def from_env() -> BenchConfig:
         quick = os.environ.get("BENCH_QUICK", "") not in ("", "0")
         return BenchConfig(
             quick=quick,

@@ -18,14 +18,16 @@ import argparse
 import json
 import statistics
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
 from bench.config import DATA
 
 
-def timeit(fn: Callable[[], Any], seconds: float, min_runs: int = 3, max_runs: int = 100_000) -> float:
+def timeit(fn: Callable[[], Any], seconds: float, min_runs: int = 3,
+           max_runs: int = 100_000) -> float:
     """Median seconds per call of ``fn`` over about ``seconds`` (one untimed call first)."""
     fn()
     times = []
@@ -50,10 +52,18 @@ def servable_floor(manifest: dict, seconds: float) -> dict:
         signature = servable.signatures["serving_default"]
         alias = sorted(signature.inputs)[0]
         bare = load(info["version_dir"])
+        feed = {alias: array}
+
+        def run_servable(servable: Any = servable, signature: Any = signature,
+                         feed: dict = feed) -> Any:
+            return servable.run(signature, feed)
+
+        def run_bare(bare: Any = bare, array: np.ndarray = array) -> Any:
+            return bare(array)
+
         out[workload] = {
-            "servable_run_ms": 1000 * timeit(lambda: servable.run(signature, {alias: array}),
-                                             seconds),
-            "session_callable_ms": 1000 * timeit(lambda: bare(array), seconds),
+            "servable_run_ms": 1000 * timeit(run_servable, seconds),
+            "session_callable_ms": 1000 * timeit(run_bare, seconds),
         }
         loader.unload()
     return out
@@ -65,8 +75,9 @@ def codec_bench(seconds: float) -> dict:
 
     array = np.load(DATA / "c.input.npy")
     body = (DATA / "c.tfs.json").read_bytes()
-    signature = Signature("serving_default", inputs={"x": TensorInfo("x:0", "DT_FLOAT", (-1, 224, 224, 3))},
-                          outputs={"y": TensorInfo("y:0", "DT_FLOAT", (-1, 224, 224, 3))})
+    image = (-1, 224, 224, 3)
+    signature = Signature("serving_default", inputs={"x": TensorInfo("x:0", "DT_FLOAT", image)},
+                          outputs={"y": TensorInfo("y:0", "DT_FLOAT", image)})
 
     def nb_decode():
         request = json_tensor.read_predict_body(json_tensor.parse_json(body), body)
@@ -93,7 +104,8 @@ def codec_bench(seconds: float) -> dict:
         result["orjson_decode_ms"] = 1000 * timeit(
             lambda: np.asarray(orjson.loads(body)["instances"], dtype=np.float32), seconds)
         result["orjson_encode_ms"] = 1000 * timeit(
-            lambda: orjson.dumps({"predictions": array}, option=orjson.OPT_SERIALIZE_NUMPY), seconds)
+            lambda: orjson.dumps({"predictions": array}, option=orjson.OPT_SERIALIZE_NUMPY),
+            seconds)
         result["orjson_encode_tolist_ms"] = 1000 * timeit(
             lambda: orjson.dumps({"predictions": array.tolist()}), seconds)
         result["orjson_version"] = orjson.__version__

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import re
 import shutil
 import subprocess
@@ -117,5 +116,5 @@ def post(url: str, body: bytes, timeout: float = 60.0) -> tuple[int, bytes]:
             return response.status, response.read()
     except urllib.error.HTTPError as err:
         return err.code, err.read()
-    except (urllib.error.URLError, ConnectionError, socket.timeout):
+    except (TimeoutError, urllib.error.URLError, ConnectionError):
         return 0, b""

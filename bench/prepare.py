@@ -52,7 +52,8 @@ def _export_half_plus_two(base: str) -> None:
             return {"y": 0.5 * x + 2.0}
 
     module = HalfPlusTwo()
-    tf.saved_model.save(module, os.path.join(base, "1"), signatures={"serving_default": module.serve})
+    tf.saved_model.save(module, os.path.join(base, "1"),
+                        signatures={"serving_default": module.serve})
 
 
 def _cnn_module():
@@ -67,7 +68,8 @@ def _cnn_module():
     class SmallCnn(tf.Module):
         def __init__(self):
             super().__init__()
-            self.k1, self.k2, self.k3 = weight(3, 3, 3, 32), weight(3, 3, 32, 64), weight(3, 3, 64, 128)
+            self.k1, self.k2 = weight(3, 3, 3, 32), weight(3, 3, 32, 64)
+            self.k3 = weight(3, 3, 64, 128)
             self.w, self.b = weight(128, 10), tf.Variable(np.zeros(10, np.float32))
 
         @tf.function(input_signature=[tf.TensorSpec([None, 64, 64, 3], tf.float32, name="x")])
@@ -102,7 +104,8 @@ def _export_large(base: str) -> None:
             return {"y": tf.reduce_mean(x, axis=-1)}
 
     module = Large()
-    tf.saved_model.save(module, os.path.join(base, "1"), signatures={"serving_default": module.serve})
+    tf.saved_model.save(module, os.path.join(base, "1"),
+                        signatures={"serving_default": module.serve})
 
 
 def export_supports_warmup() -> bool:
@@ -145,7 +148,7 @@ def export_warmup_model() -> str | None:
     if not base.exists():
         try:
             return _export_cnn(str(base), warmup=True)
-        except Exception as exc:  # an API we guessed wrong: say so in the report
+        except Exception as exc:  # noqa: BLE001 - an API we guessed wrong: say so in the report
             shutil.rmtree(base, ignore_errors=True)
             return f"error: {type(exc).__name__}: {exc}"
     return _version_dir(str(base))

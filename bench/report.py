@@ -14,7 +14,8 @@ import platform
 import re
 import subprocess
 import sys
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from bench.config import BENCH, WORKLOAD_TITLES
 
@@ -110,7 +111,8 @@ def compute_targets(results: dict) -> list[dict]:
         add(f"(c) JSON {op}: nbserve vs orjson", _ratio(codec.get(f"nbserve_{op}_ms"),
                                                         codec.get(f"orjson_{op}_ms")),
             3, higher_is_better=False,
-            detail=f"{_num(codec.get(f'nbserve_{op}_ms'))} vs {_num(codec.get(f'orjson_{op}_ms'))} ms")
+            detail=(f"{_num(codec.get(f'nbserve_{op}_ms'))} vs "
+                    f"{_num(codec.get(f'orjson_{op}_ms'))} ms"))
     for proto in ("rest", "grpc"):
         on, off = rps("b", f"nbserve-batching-{proto}"), rps("b", f"nbserve-{proto}")
         add(f"(b) batching on vs off, {proto.upper()}, 32 clients", _ratio(on, off), 3,
@@ -247,7 +249,8 @@ def render(results: dict) -> str:
     if notes:
         out += ["## Notes", ""] + [f"- {n}" for n in notes] + [""]
     out += ["## How to run", "",
-            "`make bench` (about 9 minutes here once the peers' venvs exist; `BENCH_QUICK=1 make bench` about 2). Settings: "
+            "`make bench` (about 9 minutes here once the peers' venvs exist; "
+            "`BENCH_QUICK=1 make bench` about 2). Settings: "
             "`BENCH_SECONDS`, `BENCH_ROUNDS`, `BENCH_LARGE_FACTOR`, `BENCH_CONCURRENCY`, "
             "`BENCH_WORKLOADS`, `BENCH_PEERS`, `BENCH_PROFILE` (see `bench/config.py`). Raw "
             "numbers: `bench/results.json`; re-render with `.venv/bin/python -m bench.report`.", ""]
@@ -270,15 +273,18 @@ def _floor_section(results: dict) -> list[str]:
         shape = "×".join(str(d) for d in codec.get("array_shape", []))
         out += [f"Codec micro-benchmark on the (c) array ({shape} float32; request body "
                 f"{codec.get('body_bytes', 0) / 1e6:.1f} MB), median ms per call:", "",
-                "| operation | nbserve | orjson | stdlib json | notes |", "|---|---:|---:|---:|---|",
+                "| operation | nbserve | orjson | stdlib json | notes |",
+                "|---|---:|---:|---:|---|",
                 f"| JSON decode (body → float32 array) | {_ms(codec.get('nbserve_decode_ms'))} | "
                 f"{_ms(codec.get('orjson_decode_ms'))} | {_ms(codec.get('json_decode_ms'))} | "
                 "orjson/json: `loads` + `np.asarray(float32)` |",
-                f"| JSON encode (array → Predict response) | {_ms(codec.get('nbserve_encode_ms'))} | "
+                "| JSON encode (array → Predict response) | "
+                f"{_ms(codec.get('nbserve_encode_ms'))} | "
                 f"{_ms(codec.get('orjson_encode_ms'))} | {_ms(codec.get('json_encode_ms'))} | "
                 f"orjson with `OPT_SERIALIZE_NUMPY`; orjson of `tolist()`: "
                 f"{_ms(codec.get('orjson_encode_tolist_ms'))} |",
-                f"| gRPC encode (`to_tensor_proto` + serialize) | {_ms(codec.get('grpc_encode_ms'))} "
+                "| gRPC encode (`to_tensor_proto` + serialize) | "
+                f"{_ms(codec.get('grpc_encode_ms'))} "
                 f"| | | `tf.make_tensor_proto` alone: {_ms(codec.get('tf_make_tensor_proto_ms'))}; "
                 f"`tobytes`: {_ms(codec.get('tobytes_ms'))} |",
                 f"| gRPC decode (parse + `from_tensor_proto`) | {_ms(codec.get('grpc_decode_ms'))} "
@@ -349,7 +355,8 @@ def _pyplot():
     try:
         import matplotlib
     except ImportError:
-        subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "matplotlib"], check=False)
+        subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "matplotlib"],
+                       check=False)
         import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -394,7 +401,7 @@ def plot(results: dict, path: str) -> None:
         bottom.set_ylabel("p50 latency (ms)")
     handles, names, seen = [], [], set()
     for ax in axes[0]:
-        for handle, name in zip(*ax.get_legend_handles_labels()):
+        for handle, name in zip(*ax.get_legend_handles_labels(), strict=True):
             if name not in seen:
                 seen.add(name)
                 handles.append(handle)

@@ -19,18 +19,18 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 from bench import loadgen, report, startup
-from bench.config import (BENCH, DATA, MAIN_PY, REPO, VENVS, BenchConfig,
-                          peer_python)
+from bench.config import BENCH, DATA, MAIN_PY, REPO, VENVS, BenchConfig, peer_python
+from nbserve.testing import free_port
 
 GRPC_PREDICT = "/tensorflow.serving.PredictionService/Predict"
 LOGS = REPO / ".cache" / "bench-logs"
@@ -38,12 +38,6 @@ LOGS = REPO / ".cache" / "bench-logs"
 
 def log(message: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {message}", flush=True)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # -- processes -------------------------------------------------------------------------------
@@ -57,7 +51,7 @@ class Proc:
     env: dict[str, str] = field(default_factory=dict)
     popen: subprocess.Popen | None = None
 
-    def start(self) -> "Proc":
+    def start(self) -> Proc:
         LOGS.mkdir(parents=True, exist_ok=True)
         out = open(LOGS / f"{self.name}.log", "wb")
         env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **self.env}
@@ -175,7 +169,8 @@ def batching_available() -> bool:
     return bool(flag and flag.implemented)
 
 
-def build_targets(cfg: BenchConfig, manifest: dict, notes: list[str]) -> tuple[list[Target], list[Proc]]:
+def build_targets(cfg: BenchConfig, manifest: dict, notes: list[str]
+                  ) -> tuple[list[Target], list[Proc]]:
     workloads = cfg.workloads
     models = {w: manifest["workloads"][w] for w in workloads}
     model_args = [f"{m['name']}={m['version_dir']}" for m in models.values()]
@@ -208,8 +203,9 @@ def build_targets(cfg: BenchConfig, manifest: dict, notes: list[str]) -> tuple[l
                          "the batching rows are missing.")
 
     bare_port = free_port()
+    model_flags = [flag for a in model_args for flag in ("--model", a)]
     bare = Proc("bare-aiohttp", [str(MAIN_PY), str(BENCH / "servers" / "bare_aiohttp.py"),
-                                 "--port", str(bare_port), *sum((["--model", a] for a in model_args), [])])
+                                 "--port", str(bare_port), *model_flags])
     procs.append(bare)
     targets.append(Target("bare-aiohttp", "bare aiohttp + session", "rest",
                           lambda w: f"http://127.0.0.1:{bare_port}/v1/models/{names[w]}:predict",
@@ -370,7 +366,8 @@ def main() -> int:
             proc.start()
         live = []
         for target in targets:
-            why = wait_ready(target, target.workloads, timeout=240) if target.kind == "rest" else None
+            why = (wait_ready(target, target.workloads, timeout=240) if target.kind == "rest"
+                   else None)
             why = why or check_answers(target, target.workloads)
             if why:
                 notes.append(f"{target.label}: left out ({why.strip()[:300]})")

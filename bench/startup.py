@@ -131,8 +131,8 @@ def measure_cli(model_base: str, name: str, body_file: str, rest_port: int, grpc
         proc.kill()
         err = proc.communicate()[1] or ""
         errors = [line for line in err.splitlines() if " E " in line]
-        return {"error": "no successful predict within %d s: %s" % (
-            timeout, (errors[0] if errors else err[-300:]).strip())}
+        first = (errors[0] if errors else err[-300:]).strip()
+        return {"error": f"no successful predict within {timeout:.0f} s: {first}"}
     finally:
         proc.kill()
         proc.wait()

@@ -15,9 +15,18 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = ["Server", "ServerOptions", "ModelConfig", "VersionPolicy", "BatchingOptions",
-           "ServingError", "StatusCode",
-           "serve", "export", "__version__"]
+__all__ = [
+    "BatchingOptions",
+    "ModelConfig",
+    "Server",
+    "ServerOptions",
+    "ServingError",
+    "StatusCode",
+    "VersionPolicy",
+    "__version__",
+    "export",
+    "serve",
+]
 
 _LAZY = {
     "Server": ("nbserve.server", "Server"),

@@ -19,9 +19,18 @@ class IoThread:
     """Start once, ``call`` coroutines from any thread, ``stop`` once (idempotent)."""
 
     def __init__(self, name: str = "nbserve-io") -> None:
-        self.loop = asyncio.new_event_loop()
+        # The loop is made by start(): one made here would leak its self-pipe sockets
+        # (ResourceWarning) whenever a server is built but never started.
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._started = threading.Event()
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The loop; exists once ``start()`` has been called."""
+        if self._loop is None:
+            raise RuntimeError("IoThread.start() has not been called")
+        return self._loop
 
     def _run(self) -> None:
         asyncio.set_event_loop(self.loop)
@@ -36,6 +45,7 @@ class IoThread:
         self.loop.close()
 
     def start(self) -> None:
+        self._loop = asyncio.new_event_loop()
         self._thread.start()
         self._started.wait(10)
 

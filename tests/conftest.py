@@ -8,7 +8,8 @@ import shutil
 
 import pytest
 
-REPO = pathlib.Path(__file__).resolve().parent.parent
+from tests.support import REPO
+
 TESTDATA_ENV = "NBSERVE_TFS_TESTDATA"
 
 

@@ -1,4 +1,6 @@
-"""Tiny TensorFlow models the tests export themselves (import after ``importorskip("tensorflow")``)."""
+"""Tiny TensorFlow models the tests export themselves.
+
+Import after ``importorskip("tensorflow")``."""
 
 from __future__ import annotations
 

@@ -36,6 +36,8 @@ TENSORFLOW_ALLOWED = {
     "nbserve/demo.py": "builds the demo model with TensorFlow",
     "nbserve/validate.py": "reads SavedModel protos and TF's op registry",
     "nbserve/transport/grpc_api.py": "speaks TF Serving's generated gRPC stubs",
+    "nbserve/codec/proto_predict.py": "the gRPC wire codec: TF Serving's PredictRequest/Response",
+    "nbserve/testing.py": "FakeServable.signature_def_map builds a real SignatureDefMap, lazily",
 }
 # Imports of these never load TensorFlow (plain protobuf messages).
 TENSORFLOW_FREE = ("tensorflow_serving.config",)

@@ -4,18 +4,24 @@ one REST end-to-end run on TF Serving's matrix_half_plus_two test model."""
 from __future__ import annotations
 
 import threading
-import time
 from typing import Any, Callable
 
 import numpy as np
 import pytest
 
-from nbserve.batching import (QUEUE_FULL_MESSAGE, QUEUED_TIMEOUT_MESSAGE, BatchScheduler,
-                              merge_inputs, pad_to_common_shape, scheduler_for)
+from nbserve.batching import (
+    QUEUE_FULL_MESSAGE,
+    QUEUED_TIMEOUT_MESSAGE,
+    BatchScheduler,
+    merge_inputs,
+    pad_to_common_shape,
+    scheduler_for,
+)
 from nbserve.core.ids import ServableId
 from nbserve.errors import ServingError, StatusCode
 from nbserve.options import BatchingOptions, ModelConfig, ServerOptions
 from nbserve.servables.signature import Signature, TensorInfo
+from tests.support import wait_for
 
 SIG = Signature("serving_default", inputs={"x": TensorInfo("x:0", "DT_FLOAT", (-1, -1))},
                 outputs={"y": TensorInfo("y:0", "DT_FLOAT", (-1, -1))})
@@ -57,14 +63,6 @@ class FakeServable:
 
 def rows(start: int, count: int, width: int = 2) -> np.ndarray:
     return np.arange(start, start + count * width, dtype=np.float32).reshape(count, width)
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    """Poll until ``condition()`` (a sync point, not a timing assertion)."""
-    end = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < end, "condition not reached"
-        time.sleep(0.002)
 
 
 def submit_all(scheduler: BatchScheduler, servable, requests: list[dict], **kwargs) -> list:

@@ -9,12 +9,12 @@ import sys
 
 import pytest
 
-from tests.conftest import REPO
+from tests.support import REPO
 
 sys.path.insert(0, str(REPO))
 
-from bench import loadgen, report  # noqa: E402
-from bench.config import BenchConfig  # noqa: E402
+from bench import loadgen, report
+from bench.config import BenchConfig
 
 WRK_TEXT = """Running 3s test @ http://127.0.0.1:8501/v1/models/half_plus_two:predict
   1 threads and 32 connections
@@ -141,9 +141,11 @@ def test_plot_writes_a_png(tmp_path):
 
 
 def test_summarize_profile():
-    raw = ("MainThread;run (asyncio/base_events.py:600);_dispatch (nbserve/transport/rest_api.py:70) 6\n"
+    raw = ("MainThread;run (asyncio/base_events.py:600);"
+           "_dispatch (nbserve/transport/rest_api.py:70) 6\n"
            "nbserve-predict_0;_worker (concurrent/futures/thread.py:80);_predict "
-           "(nbserve/transport/rest_api.py:130);decode_inputs (nbserve/codec/json_tensor.py:1020) 3\n"
+           "(nbserve/transport/rest_api.py:130);"
+           "decode_inputs (nbserve/codec/json_tensor.py:1020) 3\n"
            "nbserve-predict_1;_worker (concurrent/futures/thread.py:80);"
            "_call_tf_sessionrun (/x/site-packages/tensorflow/python/client/session.py:1500) 1\n"
            "garbage line\n")
@@ -153,12 +155,13 @@ def test_summarize_profile():
                                            "JSON codec (nbserve.codec)": 30.0,
                                            "TensorFlow session run": 10.0}
     assert summary["top_self"][0] == ("_dispatch (nbserve/transport/rest_api.py)", 60.0)
-    assert ("_call_tf_sessionrun (tensorflow/python/client/session.py)", 10.0) in summary["top_self"]
+    tf_run = ("_call_tf_sessionrun (tensorflow/python/client/session.py)", 10.0)
+    assert tf_run in summary["top_self"]
 
 
 def test_machine_description_and_config(monkeypatch):
-    text = report.machine_description("model name\t: Test CPU @ 2GHz\nmodel name\t: Test CPU @ 2GHz\n",
-                                      "MemTotal:       24576000 kB\n", nproc=2)
+    cpus = "model name\t: Test CPU @ 2GHz\nmodel name\t: Test CPU @ 2GHz\n"
+    text = report.machine_description(cpus, "MemTotal:       24576000 kB\n", nproc=2)
     assert text.startswith("2 x Test CPU @ 2GHz (nproc 2), 23.4 GiB RAM")
     monkeypatch.setenv("BENCH_QUICK", "1")
     monkeypatch.delenv("BENCH_SECONDS", raising=False)

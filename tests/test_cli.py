@@ -12,13 +12,8 @@ import time
 import pytest
 
 from nbserve.cli import UsageError, options_from_flags, parse_flags
+from tests.support import free_port
 from tests.transport.rest_client import call
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_flag_syntax_and_defaults(tmp_path):

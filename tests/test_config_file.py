@@ -11,11 +11,17 @@ from hypothesis import strategies as st
 from tensorflow_serving.config import model_server_config_pb2
 
 from nbserve import config_file
-from nbserve.config_file import (load_batching_parameters, load_model_server_config,
-                                 load_monitoring_config, model_configs_from_proto,
-                                 model_server_config_to_proto, model_server_config_to_text,
-                                 parse_batching_parameters, parse_model_server_config,
-                                 parse_monitoring_config)
+from nbserve.config_file import (
+    load_batching_parameters,
+    load_model_server_config,
+    load_monitoring_config,
+    model_configs_from_proto,
+    model_server_config_to_proto,
+    model_server_config_to_text,
+    parse_batching_parameters,
+    parse_model_server_config,
+    parse_monitoring_config,
+)
 from nbserve.errors import ServingError, StatusCode
 from nbserve.options import BatchingOptions, ModelConfig, VersionPolicy
 
@@ -34,7 +40,7 @@ def one_model(body: str) -> str:
     return "model_config_list {\n  config {\n" + body + "\n  }\n}\n"
 
 
-# --- TF Serving's own test files --------------------------------------------------------------------
+# --- TF Serving's own test files ------------------------------------------------------------------
 
 
 @pytest.mark.tfs_testdata
@@ -42,7 +48,8 @@ def test_good_model_config_lists_both_models(tfs_testdata, tmp_path):
     two = str(tfs_testdata / "saved_model_half_plus_two_cpu")
     three = str(tfs_testdata / "saved_model_half_plus_three")
     text = (tfs_testdata / "good_model_config.txt").read_text()
-    text = text.replace("${TEST_HALF_PLUS_TWO_DIR}", two).replace("${TEST_HALF_PLUS_THREE_DIR}", three)
+    text = text.replace("${TEST_HALF_PLUS_TWO_DIR}", two)
+    text = text.replace("${TEST_HALF_PLUS_THREE_DIR}", three)
     expected = (ModelConfig("half_plus_two", two), ModelConfig("half_plus_three", three))
     assert parse_model_server_config(text) == expected
     path = tmp_path / "models.config"
@@ -71,7 +78,7 @@ def test_monitoring_config_file(tfs_testdata):
         True, "/monitoring/prometheus/metrics")
 
 
-# --- ModelServerConfig: parsing ---------------------------------------------------------------------
+# --- ModelServerConfig: parsing -------------------------------------------------------------------
 
 SPEC_EXAMPLE = """
 # models.config
@@ -141,7 +148,8 @@ def test_empty_config_is_none_and_an_empty_list_is_no_models():
 
 
 def test_tf_servings_punctuation_is_accepted():
-    text = ('model_config_list: { config: { name: "a", base_path: "/a", model_platform: "tensorflow" },'
+    text = ('model_config_list: { config: { name: "a", base_path: "/a", '
+            'model_platform: "tensorflow" },'
             ' config < name: "b"; base_path: "/b"; model_platform: "tensorflow" > }')
     assert [m.name for m in parse_model_server_config(text)] == ["a", "b"]
 
@@ -170,7 +178,7 @@ def test_default_source_name():
     assert invalid(parse_model_server_config, "x: 1").startswith(PARSE_PREFIX + "<string>: line 1")
 
 
-# --- ModelServerConfig: validation (TF Serving's texts) ---------------------------------------------
+# --- ModelServerConfig: validation (TF Serving's texts) -------------------------------------------
 
 
 def test_duplicate_model_names():
@@ -189,13 +197,16 @@ def test_missing_platform():
 
 def test_unsupported_platform():
     text = one_model('name: "m" base_path: "/m" model_platform: "pytorch"')
-    assert invalid(parse_model_server_config, text) == "Model m requests unsupported platform pytorch"
+    assert invalid(parse_model_server_config, text) == (
+        "Model m requests unsupported platform pytorch")
 
 
 def test_deprecated_model_type():
-    (model,) = parse_model_server_config(one_model('name: "m" base_path: "/m" model_type: TENSORFLOW'))
+    (model,) = parse_model_server_config(
+        one_model('name: "m" base_path: "/m" model_type: TENSORFLOW'))
     assert model.model_platform == "tensorflow"
-    both = one_model('name: "m" base_path: "/m" model_type: TENSORFLOW model_platform: "tensorflow"')
+    both = one_model(
+        'name: "m" base_path: "/m" model_type: TENSORFLOW model_platform: "tensorflow"')
     assert invalid(parse_model_server_config, both) == (
         "Illegal setting both ModelServerConfig::model_type (deprecated) and "
         "ModelServerConfig::model_platform.")
@@ -209,7 +220,8 @@ def test_custom_model_config_and_an_unset_config_are_not_supported():
                 "Only ModelConfigList is currently supported")
     text = 'custom_model_config { type_url: "type.googleapis.com/x.Y" }'
     assert invalid(parse_model_server_config, text) == expected
-    assert invalid(model_configs_from_proto, model_server_config_pb2.ModelServerConfig()) == expected
+    empty = model_server_config_pb2.ModelServerConfig()
+    assert invalid(model_configs_from_proto, empty) == expected
 
 
 def test_relative_base_paths_are_rejected_without_a_base_dir():
@@ -242,18 +254,21 @@ def test_validation_order_names_then_paths_then_platforms():
                         ' config { name: "m" base_path: "/b" } }')
     assert "multiple times" in invalid(parse_model_server_config, dup_and_relative)
     relative_and_no_platform = ('model_config_list { config { name: "a" base_path: "/a" }'
-                                ' config { name: "b" base_path: "rel" model_platform: "tensorflow" } }')
+                                ' config { name: "b" base_path: "rel" '
+                                'model_platform: "tensorflow" } }')
     assert "absolute path" in invalid(parse_model_server_config, relative_and_no_platform)
 
 
 def test_model_configs_from_proto_serves_the_reload_rpc():
     proto = model_server_config_pb2.ModelServerConfig()
-    entry = proto.model_config_list.config.add(name="m", base_path="/m", model_platform="tensorflow")
+    entry = proto.model_config_list.config.add(name="m", base_path="/m",
+                                               model_platform="tensorflow")
     entry.version_labels["stable"] = 3
-    assert model_configs_from_proto(proto) == (ModelConfig("m", "/m", version_labels={"stable": 3}),)
+    assert model_configs_from_proto(proto) == (
+        ModelConfig("m", "/m", version_labels={"stable": 3}),)
 
 
-# --- files ------------------------------------------------------------------------------------------
+# --- files ----------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("load", [load_model_server_config, load_batching_parameters,
@@ -281,7 +296,7 @@ def test_empty_file_loads_as_none(tmp_path):
     assert load_model_server_config(path) is None
 
 
-# --- writing ----------------------------------------------------------------------------------------
+# --- writing --------------------------------------------------------------------------------------
 
 
 def test_to_text_round_trips_the_spec_example():
@@ -325,7 +340,7 @@ def test_property_to_text_then_parse_is_identity(models):
     assert parse_model_server_config(model_server_config_to_text(models)) == tuple(models)
 
 
-# --- BatchingParameters -----------------------------------------------------------------------------
+# --- BatchingParameters ---------------------------------------------------------------------------
 
 SPEC_BATCHING = """
 max_batch_size { value: 32 }
@@ -361,7 +376,8 @@ def test_fields_batching_options_lacks_are_accepted():
 def test_last_allowed_batch_size_must_match_max_batch_size():
     text = "max_batch_size { value: 128 }\nallowed_batch_sizes: 8\nallowed_batch_sizes: 64"
     assert invalid(parse_batching_parameters, text) == (
-        "Last entry in allowed_batch_sizes must match max_batch_size; last entry was 64; expected 128")
+        "Last entry in allowed_batch_sizes must match max_batch_size; last entry was 64; "
+        "expected 128")
     default_max = "allowed_batch_sizes: 8"
     assert invalid(parse_batching_parameters, default_max).endswith(
         "last entry was 8; expected 1000")
@@ -403,7 +419,7 @@ def test_batching_parse_errors(text, line, detail):
     assert detail in message
 
 
-# --- MonitoringConfig -------------------------------------------------------------------------------
+# --- MonitoringConfig -----------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("text, expected", [

@@ -15,7 +15,6 @@ import pathlib
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,6 +22,8 @@ import urllib.error
 import urllib.request
 
 import pytest
+
+from tests.support import free_port
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 DOCKERFILE = REPO / "Dockerfile"
@@ -157,10 +158,6 @@ def test_entrypoint_with_a_config_file_drops_the_single_model_flags(tmp_path, fl
 
 
 # -- the entrypoint running the real server ------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def server_command(tmp_path: pathlib.Path) -> dict[str, str]:

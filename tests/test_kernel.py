@@ -15,7 +15,7 @@ import pytest
 pytest.importorskip("jupyter_client")
 pytest.importorskip("ipykernel")
 
-from tests.kernels import Kernel  # noqa: E402
+from tests.kernels import Kernel
 
 SETUP = """
 import json, os, shutil, socket, time
@@ -37,7 +37,8 @@ def export(a, b):
     return nbserve.export(m, "./affine", signatures={"serving_default": m.__call__})
 
 def rest(srv, xs):
-    r = requests.post(srv.rest_url + "/v1/models/affine:predict", json={"instances": xs}, timeout=10)
+    r = requests.post(srv.rest_url + "/v1/models/affine:predict", json={"instances": xs},
+                      timeout=10)
     r.raise_for_status()
     return r.json()["predictions"]
 
@@ -95,7 +96,8 @@ def test_notebook_scenario(kernel):
 
     # a new export shows up and replaces v1 within seconds
     assert kernel.json("print(export(1.0, 0.0))") == 2
-    v1 = kernel.json("wait_state(srv, 2, 'AVAILABLE'); print(json.dumps(wait_state(srv, 1, 'END')))")
+    v1 = kernel.json(
+        "wait_state(srv, 2, 'AVAILABLE'); print(json.dumps(wait_state(srv, 1, 'END')))")
     assert v1["status"]["error_code"] == "OK"
     assert kernel.json("print(json.dumps(rest(srv, [1.0, 2.0])))") == [1.0, 2.0]
     assert kernel.json("print(json.dumps(grpc_predict(srv, [4.0])))") == [[4.0], 2]

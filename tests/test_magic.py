@@ -20,6 +20,7 @@ from nbserve.api import models_for_path  # noqa: E402
 from nbserve.magic import TFServeMagics, parse_line, serve_kwargs  # noqa: E402
 from nbserve.server import running_servers, stop_all  # noqa: E402
 from tests.models import Affine  # noqa: E402
+from tests.support import free_port  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -63,10 +64,6 @@ def magic():
     stop_all()
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # -- argument handling ----------------------------------------------------------------------------

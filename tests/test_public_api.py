@@ -5,8 +5,8 @@ import nbserve
 
 def test_public_names():
     assert set(nbserve.__all__) == {
-        "Server", "ServerOptions", "ModelConfig", "VersionPolicy", "BatchingOptions", "ServingError",
-        "StatusCode",
+        "Server", "ServerOptions", "ModelConfig", "VersionPolicy", "BatchingOptions",
+        "ServingError", "StatusCode",
         "serve", "export", "__version__"}
     for name in nbserve.__all__:
         assert getattr(nbserve, name) is not None

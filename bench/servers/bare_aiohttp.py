@@ -17,7 +17,7 @@ import numpy as np
 from aiohttp import web
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from session_model import load, parse_models  # noqa: E402
+from session_model import load, parse_models
 
 
 def make_app(models: dict) -> web.Application:

@@ -15,7 +15,7 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from session_model import load, parse_models  # noqa: E402
+from session_model import load, parse_models
 
 MODEL_SPECS = [a for a in sys.argv[1:] if "=" in a and not a.startswith("-")]
 sys.argv = sys.argv[:1]

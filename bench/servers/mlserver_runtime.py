@@ -47,7 +47,7 @@ class SessionRuntime(MLModel):  # type: ignore[misc,valid-type]
         self._run = load(self.settings.parameters.uri)
         return True
 
-    async def predict(self, payload: "InferenceRequest") -> "InferenceResponse":
+    async def predict(self, payload: InferenceRequest) -> InferenceResponse:
         import numpy as np
 
         inputs = NumpyCodec.decode_input(payload.inputs[0]).astype(np.float32, copy=False)

@@ -7,7 +7,6 @@ import json
 import os
 import pathlib
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,14 +17,12 @@ from typing import Any
 
 import pytest
 
+from tests.support import free_port
+
 BASE_PATH = "/user/tester/"
 TOKEN = "nbserve-test-token-8f2c"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass

@@ -1,60 +1,17 @@
-"""Shared pieces for the reliability tests: a TensorFlow-free servable that can block or fail,
-a loader factory that routes chosen models to fake loaders, fake model folders."""
+"""Shared pieces for the reliability tests: a loader factory that routes chosen models to fake
+loaders (``nbserve.testing.FakeServable`` blocks or fails on demand), fake model folders, and the
+fuzz tests' settings."""
 
 from __future__ import annotations
 
 import pathlib
-import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import numpy as np
+import pytest
+from hypothesis import HealthCheck
 
-from nbserve.servables.signature import Signature, TensorInfo
 from nbserve.testing import FakeLoader
-
-SIGNATURE = Signature("serving_default", inputs={"x": TensorInfo("x:0", "DT_FLOAT", (-1,))},
-                      outputs={"y": TensorInfo("y:0", "DT_FLOAT", (-1,))})
-
-
-class HalfPlusTwo:
-    """A Servable computing y = x / 2 + 2 without TensorFlow.
-
-    ``gate``: each run waits for it (a request stays in flight until the test sets it);
-    ``entered`` counts runs that started (tests wait on it instead of sleeping);
-    ``error``: every run raises it (a servable that fails on every call).
-    """
-
-    def __init__(self, *, gate: threading.Event | None = None,
-                 error: BaseException | None = None) -> None:
-        self.gate = gate
-        self.error = error
-        self.entered = threading.Semaphore(0)
-        self.calls = 0
-
-    @property
-    def signatures(self) -> Mapping[str, Signature]:
-        return {"serving_default": SIGNATURE}
-
-    @property
-    def device(self) -> str:
-        return "/device:CPU:0"
-
-    def run(self, signature: Signature, inputs: Mapping[str, np.ndarray],
-            output_filter: Any = None, timeout_ms: int | None = None) -> dict[str, np.ndarray]:
-        self.calls += 1
-        self.entered.release()
-        if self.gate is not None:
-            self.gate.wait(60)
-        if self.error is not None:
-            raise self.error
-        x = np.asarray(inputs["x"], dtype=np.float32)
-        return {"y": x / 2 + 2}
-
-    def signature_def_map(self) -> Any:
-        from tensorflow_serving.apis import get_model_metadata_pb2
-
-        return get_model_metadata_pb2.SignatureDefMap()
 
 
 def fake_model_dir(root: pathlib.Path, name: str, versions: tuple[int, ...] = (1,),
@@ -86,3 +43,15 @@ def routing_factory(fakes: Mapping[str, Callable[[Any, str], Any]], options: Any
 def serving(servable: Any) -> Callable[[Any, str], FakeLoader]:
     """A ``fakes`` entry whose every version loads ``servable``."""
     return lambda servable_id, path: FakeLoader(servable, label=servable_id)
+
+
+# Hypothesis settings of the fuzz tests: reproducible runs, no shrinking database, no deadline.
+FUZZ: dict[str, Any] = dict(derandomize=True, deadline=None, database=None, print_blob=True,
+                            suppress_health_check=list(HealthCheck))
+
+
+def report(request: pytest.FixtureRequest, line: str) -> None:
+    """Print ``line`` even under pytest's output capture (the figures go in the closing note)."""
+    capture = request.config.pluginmanager.getplugin("capturemanager")
+    with capture.global_and_fixture_disabled():
+        print(line)

@@ -13,8 +13,9 @@ from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 from nbserve.codec.tensors import to_tensor_proto
 from nbserve.options import ModelConfig
+from nbserve.testing import FakeServable
 from nbserve.transport import auth
-from tests.reliability.helpers import HalfPlusTwo, fake_model_dir, routing_factory, serving
+from tests.reliability.helpers import fake_model_dir, routing_factory, serving
 from tests.transport.rest_client import call
 
 TOKEN = "s3cret-token"
@@ -35,7 +36,7 @@ def fake_server(tmp_path):
                        max_num_load_retries=0, file_system_poll_wait_seconds=0.2)
         options.update(overrides)
         srv = Server(ServerOptions(**options),
-                     loader_factory=routing_factory({"m": serving(HalfPlusTwo())}))
+                     loader_factory=routing_factory({"m": serving(FakeServable())}))
         servers.append(srv)
         srv.start()
         srv.wait_until_available("m", timeout=30)

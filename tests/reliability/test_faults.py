@@ -6,7 +6,6 @@ import errno
 import os
 import shutil
 import threading
-import time
 
 import grpc
 import numpy as np
@@ -18,19 +17,14 @@ from nbserve.config_file import model_server_config_to_text
 from nbserve.core.load_timeout import TimeoutLoader
 from nbserve.errors import ServingError, StatusCode
 from nbserve.options import ModelConfig, VersionPolicy
-from nbserve.testing import FakeLoader
-from tests.reliability.helpers import HalfPlusTwo, fake_model_dir, routing_factory, serving
+from nbserve.testing import FakeLoader, FakeServable
+from tests.reliability.helpers import fake_model_dir, routing_factory, serving
+from tests.support import wait_for
 from tests.transport.rest_client import call
 
 BODY = '{"instances": [2.0]}'
 
 
-def wait_for(predicate, timeout=30.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def end_entry(srv, name):
@@ -63,7 +57,7 @@ def fault_server(tmp_path, model_copy):
             errno.ENOSPC), p), label=i),
         "no_permission": lambda i, p: FakeLoader(error=PermissionError(errno.EACCES, os.strerror(
             errno.EACCES), p), label=i),
-        "fails_calls": serving(HalfPlusTwo(error=RuntimeError("kernel failed on every call"))),
+        "fails_calls": serving(FakeServable(error=RuntimeError("kernel failed on every call"))),
     }
     models = [ModelConfig("good", str(good), version_policy=VersionPolicy.all())]
     models += [ModelConfig(name, str(fake_model_dir(root, name))) for name in fakes]
@@ -168,7 +162,7 @@ def test_hung_load_ends_with_deadline_exceeded(tmp_path):
 
     release = threading.Event()
     hung = FakeLoader(block=release)
-    fakes = {"hangs": lambda i, p: hung, "fine": serving(HalfPlusTwo())}
+    fakes = {"hangs": lambda i, p: hung, "fine": serving(FakeServable())}
     models = tuple(ModelConfig(n, str(fake_model_dir(tmp_path, n))) for n in fakes)
     srv = Server(ServerOptions(models=models, rest_api_port=0, grpc_port=None,
                                max_num_load_retries=0, load_timeout_seconds=0.5),

@@ -17,7 +17,7 @@ from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 from nbserve.codec.tensors import to_tensor_proto
 from nbserve.options import ModelConfig
-from tests.reliability.test_fuzz_rest import FUZZ, report
+from tests.reliability.helpers import FUZZ, report
 
 pytestmark = pytest.mark.tfs_testdata
 

@@ -14,25 +14,17 @@ import string
 from urllib.parse import quote
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from nbserve.options import ModelConfig, VersionPolicy
+from tests.reliability.helpers import FUZZ, report
 from tests.transport.rest_client import call
 
 pytestmark = pytest.mark.tfs_testdata
 
 CASES: dict[str, int] = {}
-FUZZ = dict(derandomize=True, deadline=None, database=None, print_blob=True,
-            suppress_health_check=list(HealthCheck))
 TIMEOUT = 20.0  # a reply slower than this is a hung connection
-
-
-def report(request, line: str) -> None:
-    """Print ``line`` even under pytest's output capture (the figures go in the closing note)."""
-    capture = request.config.pluginmanager.getplugin("capturemanager")
-    with capture.global_and_fixture_disabled():
-        print(line)
 
 
 @pytest.fixture(scope="module")
@@ -79,9 +71,15 @@ TEXTISH = st.lists(st.sampled_from(TOKENS), max_size=40).map("".join)
 SCALARS = (st.none() | st.booleans() | st.integers(-(10 ** 400), 10 ** 400)
            | st.floats(allow_nan=True, allow_infinity=True) | st.text(max_size=20)
            | st.fixed_dictionaries({"b64": st.text(max_size=20)}))
-VALUES = st.recursive(SCALARS, lambda inner: st.lists(inner, max_size=5) | st.dictionaries(
-    st.sampled_from(["x", "y", "b64", "instances", "inputs", ""]) | st.text(max_size=5),
-    inner, max_size=4), max_leaves=30)
+KEYS = st.sampled_from(["x", "y", "b64", "instances", "inputs", ""]) | st.text(max_size=5)
+
+
+def nested(inner: st.SearchStrategy) -> st.SearchStrategy:
+    """Lists and objects of ``inner`` (hypothesis checks that ``extend`` uses its argument)."""
+    return st.lists(inner, max_size=5) | st.dictionaries(KEYS, inner, max_size=4)
+
+
+VALUES = st.recursive(SCALARS, nested, max_leaves=30)
 DOCUMENTS = st.one_of(
     st.builds(lambda v: {"instances": v}, VALUES),
     st.builds(lambda v: {"inputs": v}, VALUES),

@@ -14,8 +14,9 @@ from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 from nbserve.codec.tensors import to_tensor_proto
 from nbserve.options import ModelConfig
+from nbserve.testing import FakeServable
 from nbserve.transport.admission import InflightLimit
-from tests.reliability.helpers import HalfPlusTwo, fake_model_dir, routing_factory, serving
+from tests.reliability.helpers import fake_model_dir, routing_factory, serving
 from tests.transport.rest_client import call
 
 BODY = '{"instances": [2.0]}'
@@ -34,7 +35,7 @@ def limited_server(tmp_path):
                        rest_api_port=0, grpc_port=0, max_num_load_retries=0)
         options.update(overrides)
         srv = Server(ServerOptions(**options), loader_factory=routing_factory(
-            {"m": serving(servable or HalfPlusTwo())}))
+            {"m": serving(servable or FakeServable())}))
         servers.append(srv)
         srv.start()
         srv.wait_until_available("m", timeout=30)
@@ -92,7 +93,7 @@ def test_grpc_message_over_the_limit_is_resource_exhausted(limited_server):
 
 def test_rest_timeout_is_504_json(limited_server):
     gate = threading.Event()
-    srv = limited_server(HalfPlusTwo(gate=gate), rest_api_timeout_in_ms=200)
+    srv = limited_server(FakeServable(gate=gate), rest_api_timeout_in_ms=200)
     try:
         reply = call(srv.rest_port, "POST", "/v1/models/m:predict", BODY)
     finally:
@@ -103,7 +104,7 @@ def test_rest_timeout_is_504_json(limited_server):
 
 def test_requests_in_flight_are_bounded(limited_server):
     gate = threading.Event()
-    servable = HalfPlusTwo(gate=gate)
+    servable = FakeServable(gate=gate)
     srv = limited_server(servable, max_inflight_requests=2)
     replies = []
     threads = [threading.Thread(target=lambda: replies.append(

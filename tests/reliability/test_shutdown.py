@@ -10,7 +10,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 
 import grpc
 import numpy as np
@@ -19,8 +18,9 @@ from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 from nbserve.codec.tensors import to_tensor_proto
 from nbserve.options import ModelConfig
-from tests.conftest import REPO
-from tests.reliability.helpers import HalfPlusTwo, fake_model_dir, routing_factory, serving
+from nbserve.testing import FakeServable
+from tests.reliability.helpers import fake_model_dir, routing_factory, serving
+from tests.support import REPO, free_port, wait_for
 from tests.transport.rest_client import call
 
 BODY = b'{"instances": [2.0]}'
@@ -34,12 +34,6 @@ def refused(port: int) -> bool:
     return False
 
 
-def wait_for(predicate, timeout=30.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def start_partial_post(port: int, path: str, body: bytes) -> tuple[socket.socket, bytes]:
@@ -73,7 +67,7 @@ def gated_server(tmp_path):
     from nbserve.server import Server
 
     gate = threading.Event()
-    servable = HalfPlusTwo(gate=gate)
+    servable = FakeServable(gate=gate)
     srv = Server(ServerOptions(models=(ModelConfig("m", str(fake_model_dir(tmp_path, "m"))),),
                                rest_api_port=0, grpc_port=0, max_num_load_retries=0),
                  loader_factory=routing_factory({"m": serving(servable)}))
@@ -144,10 +138,6 @@ def handler_started(srv) -> bool:
     return any(getattr(conn, "_request_in_progress", True) for conn in server.connections)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.mark.tfs_testdata

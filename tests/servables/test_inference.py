@@ -19,6 +19,7 @@ from nbserve.servables.inference import (
     signature_debug_string,
 )
 from nbserve.servables.signature import Signature, TensorInfo
+from nbserve.testing import FakeServable
 
 tf = pytest.importorskip("tensorflow")
 
@@ -253,32 +254,20 @@ def out(name: str, dtype: str = "DT_FLOAT") -> TensorInfo:
     return TensorInfo(f"{name}:0", dtype, (-1, 1))
 
 
-class FakeServable:
-    """Returns canned outputs; records what it was asked to run."""
-
-    def __init__(self, signatures: Sequence[Signature], outputs: Mapping[str, np.ndarray]):
-        self.signatures = {sig.key: sig for sig in signatures}
-        self.device = "/device:CPU:0"
-        self.outputs = dict(outputs)
-        self.calls: list[tuple[str, dict, list]] = []
-
-    def run(self, signature, inputs, output_filter=None, timeout_ms=None):
-        self.calls.append((signature.key, dict(inputs), list(output_filter or [])))
-        return {alias: self.outputs[alias] for alias in output_filter}
-
-    def signature_def_map(self):  # pragma: no cover - not used here
-        return None
+def canned(signatures: Sequence[Signature], outputs: Mapping[str, np.ndarray]) -> FakeServable:
+    """A FakeServable answering with ``outputs`` (the run's output filter picks the aliases)."""
+    return FakeServable(signatures=signatures, fn=lambda signature, inputs: outputs)
 
 
 def classify_servable(outputs: Mapping[str, np.ndarray], aliases=("classes", "scores")):
     sig = Signature("c", CLASSIFY, STRING_INPUT,
                     {a: out(a, "DT_STRING" if a == "classes" else "DT_FLOAT") for a in aliases})
-    return FakeServable([sig], outputs)
+    return canned([sig], outputs)
 
 
 def regress_servable(value: np.ndarray):
-    return FakeServable([Signature("r", REGRESS, STRING_INPUT, {"outputs": out("y")})],
-                        {"outputs": value})
+    return canned([Signature("r", REGRESS, STRING_INPUT, {"outputs": out("y")})],
+                  {"outputs": value})
 
 
 def test_classify_feeds_a_1d_string_tensor_and_returns_both_outputs():
@@ -287,8 +276,9 @@ def test_classify_feeds_a_1d_string_tensor_and_returns_both_outputs():
     servable = classify_servable({"classes": classes, "scores": scores})
     got_classes, got_scores = run_classify(servable, "c", [b"e1", b"e2"], timeout_ms=7)
     assert got_classes.tolist() == classes.tolist() and got_scores is scores
-    key, inputs, output_filter = servable.calls[0]
-    assert key == "c" and output_filter == ["classes", "scores"]
+    (call,) = servable.calls
+    key, inputs, output_filter = call.signature_key, call.inputs, call.output_filter
+    assert key == "c" and output_filter == ("classes", "scores")
     assert inputs["inputs"].dtype == object and inputs["inputs"].tolist() == [b"e1", b"e2"]
 
 
@@ -321,10 +311,10 @@ def test_classify_signature_checks():
         (Signature("s", CLASSIFY, STRING_INPUT, {}), "Expected one or two output Tensors, found 0"),
     ]
     for sig, message in cases:
-        err = error_of(lambda sig=sig: run_classify(FakeServable([sig], {}), "s", [b"e"]))
+        err = error_of(lambda sig=sig: run_classify(canned([sig], {}), "s", [b"e"]))
         assert err == ServingError(StatusCode.INVALID_ARGUMENT, message)
     sig = Signature("s", CLASSIFY, STRING_INPUT, {"probabilities": out("p")})
-    err = error_of(lambda: run_classify(FakeServable([sig], {}), "s", [b"e"]))
+    err = error_of(lambda: run_classify(canned([sig], {}), "s", [b"e"]))
     assert err.message == ('Expected classification signature outputs to contain at least one '
                            'of "classes" or "scores". Signature was: '
                            + signature_debug_string(sig))
@@ -366,14 +356,14 @@ def test_regress_signature_checks():
         (Signature("s", REGRESS, STRING_INPUT, {"y": out("y")}), None),
     ]
     for sig, message in cases:
-        err = error_of(lambda sig=sig: run_regress(FakeServable([sig], {}), "s", [b"e"]))
+        err = error_of(lambda sig=sig: run_regress(canned([sig], {}), "s", [b"e"]))
         assert err.code == StatusCode.INVALID_ARGUMENT
         if message is not None:
             assert err.message == message
-    err = error_of(lambda: run_regress(FakeServable([cases[1][0]], {}), "s", [b"e"]))
+    err = error_of(lambda: run_regress(canned([cases[1][0]], {}), "s", [b"e"]))
     assert err.message == "No regression inputs found in SignatureDef: " + signature_debug_string(
         cases[1][0])
-    err = error_of(lambda: run_regress(FakeServable([cases[2][0]], {}), "s", [b"e"]))
+    err = error_of(lambda: run_regress(canned([cases[2][0]], {}), "s", [b"e"]))
     assert err.message == ("No regression outputs found in SignatureDef: "
                            + signature_debug_string(cases[2][0]))
 
@@ -383,14 +373,14 @@ def test_multi_inference_feeds_each_tasks_own_input_the_same_examples():
                          {"scores": out("scores")})
     regress = Signature("r", REGRESS, {"inputs": TensorInfo("r_in:0", "DT_STRING", (-1,))},
                         {"outputs": out("y")})
-    servable = FakeServable([classify, regress], {"scores": np.array([[0.5]], np.float32),
-                                                  "outputs": np.array([[1.5]], np.float32)})
+    servable = canned([classify, regress], {"scores": np.array([[0.5]], np.float32),
+                                            "outputs": np.array([[1.5]], np.float32)})
     results = run_multi_inference(servable, [("r", REGRESS), ("c", CLASSIFY)], [b"ex"])
-    assert [(getattr(sig, "key", sig), list(inputs), fetch)  # a key, or a Signature (run API)
-            for sig, inputs, fetch in servable.calls] == [
+    assert [(run.signature_key, list(run.inputs), list(run.output_filter or []))
+            for run in servable.calls] == [
         ("r", ["inputs"], ["outputs"]), ("c", ["inputs"], ["scores"])]
-    for _, inputs, _ in servable.calls:
-        assert inputs["inputs"].tolist() == [b"ex"]
+    for run in servable.calls:
+        assert run.inputs["inputs"].tolist() == [b"ex"]
     np.testing.assert_allclose(results[0].regression, [1.5])
     np.testing.assert_allclose(results[1].classification[1], [[0.5]])
 

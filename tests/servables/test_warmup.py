@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+from collections.abc import Mapping
 
 import numpy as np
 import pytest
@@ -17,6 +18,7 @@ from nbserve.servables.warmup import (MAX_WARMUP_RECORDS, TFRECORD_HINT, crc32c,
                                       iter_tfrecords, predict_request,
                                       read_tfrecords, run_warmup, warmup_path, write_tfrecords,
                                       write_warmup_file)
+from nbserve.testing import FakeServable
 
 prediction_log_pb2 = pytest.importorskip("tensorflow_serving.apis.prediction_log_pb2")
 from tensorflow_serving.apis import (classification_pb2, inference_pb2,  # noqa: E402
@@ -90,32 +92,32 @@ def test_bad_framing_is_data_loss(data, message):
 
 # -- replay rules on a fake servable -------------------------------------------------------------
 
-class CountingServable:
-    """Accepts predict on ``x`` (float) and examples on ``inputs``; records every run."""
+def counting_servable() -> FakeServable:
+    """Accepts predict on ``x`` (float) and examples on ``inputs``; ``calls`` records every run."""
+    float_in = {"x": TensorInfo("x:0", "DT_FLOAT", (-1, 1))}
+    examples = {"inputs": TensorInfo("tf_example:0", "DT_STRING", None)}
+    signatures = [
+        Signature("serving_default", inputs=float_in,
+                  outputs={"y": TensorInfo("y:0", "DT_FLOAT", (-1, 1))}),
+        Signature("classify", "tensorflow/serving/classify", inputs=examples,
+                  outputs={"scores": TensorInfo("s:0", "DT_FLOAT", (-1, 1))}),
+        Signature("regress", "tensorflow/serving/regress", inputs=examples,
+                  outputs={"outputs": TensorInfo("o:0", "DT_FLOAT", (-1, 1))}),
+    ]
 
-    def __init__(self) -> None:
-        float_in = {"x": TensorInfo("x:0", "DT_FLOAT", (-1, 1))}
-        examples = {"inputs": TensorInfo("tf_example:0", "DT_STRING", None)}
-        self.signatures = {
-            "serving_default": Signature("serving_default", inputs=float_in,
-                                         outputs={"y": TensorInfo("y:0", "DT_FLOAT", (-1, 1))}),
-            "classify": Signature("classify", "tensorflow/serving/classify", inputs=examples,
-                                  outputs={"scores": TensorInfo("s:0", "DT_FLOAT", (-1, 1))}),
-            "regress": Signature("regress", "tensorflow/serving/regress", inputs=examples,
-                                 outputs={"outputs": TensorInfo("o:0", "DT_FLOAT", (-1, 1))}),
-        }
-        self.device = "/device:CPU:0"
-        self.calls: list[tuple[str, tuple[int, ...]]] = []
-
-    def run(self, signature, inputs, output_filter=None, timeout_ms=None):
-        assert signature is self.signatures[signature.key]
-        signature_key = signature.key
+    def answer(signature: Signature, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         (array,) = inputs.values()
-        self.calls.append((signature_key, array.shape))
-        if signature_key == "serving_default":
+        if signature.key == "serving_default":
             return {"y": array * 0.5 + 2}
-        key = "scores" if signature_key == "classify" else "outputs"
+        key = "scores" if signature.key == "classify" else "outputs"
         return {key: np.ones((len(array), 1), np.float32)}
+
+    return FakeServable(signatures=signatures, fn=answer)
+
+
+def runs(servable: FakeServable) -> list[tuple[str, tuple[int, ...]]]:
+    """(signature key, input shape) of every run, in order."""
+    return [(c.signature_key, next(iter(c.inputs.values())).shape) for c in servable.calls]
 
 
 def example_input(target, count: int = 2) -> None:
@@ -142,17 +144,17 @@ def all_kinds() -> list:
 def test_every_record_kind_is_replayed_num_iterations_times(tmp_path, warmup_log):
     assert write_warmup_file(tmp_path, all_kinds()) == 4  # a folder: its assets.extra file
     assert os.path.isfile(warmup_path(tmp_path))
-    servable = CountingServable()
+    servable = counting_servable()
     assert run_warmup(servable, tmp_path, num_request_iterations=2) == 4
     once = [("serving_default", (5, 1)), ("classify", (2,)), ("regress", (3,)),
             ("classify", (4,)), ("regress", (4,))]
-    assert servable.calls == [call for call in once[:3] for _ in range(2)] + once[3:] * 2
+    assert runs(servable) == [call for call in once[:3] for _ in range(2)] + once[3:] * 2
     assert (f"Finished reading warmup data for model at {warmup_path(tmp_path)}. "
             "Number of warmup records read: 4.") in warmup_log.text
 
 
 def test_missing_file_means_no_warmup(tmp_path):
-    servable = CountingServable()
+    servable = counting_servable()
     assert run_warmup(servable, tmp_path) == 0
     assert servable.calls == []
 
@@ -161,7 +163,7 @@ def test_more_than_the_maximum_records_fails_after_running_the_first_1000(tmp_pa
     record = prediction_log_pb2.PredictionLog()
     record.predict_log.request.CopyFrom(predict_request({"x": np.ones((1, 1), np.float32)}))
     write_tfrecords(warmup_path_dir(tmp_path), [record.SerializeToString()] * 1001)
-    servable = CountingServable()
+    servable = counting_servable()
     with pytest.raises(ServingError) as err:
         run_warmup(servable, tmp_path)
     assert err.value == ServingError(
@@ -184,7 +186,7 @@ def test_unsupported_log_types_are_unimplemented(tmp_path, kind):
         getattr(record, kind).SetInParent()
     write_tfrecords(warmup_path_dir(tmp_path), [record.SerializeToString()])
     with pytest.raises(ServingError) as err:
-        run_warmup(CountingServable(), tmp_path)
+        run_warmup(counting_servable(), tmp_path)
     number = {"predict_streamed_log": 7, "session_run_log": 5, None: 0}[kind]
     assert err.value == ServingError(StatusCode.UNIMPLEMENTED,
                                      f"Unsupported log_type for warmup: {number}")
@@ -193,14 +195,14 @@ def test_unsupported_log_types_are_unimplemented(tmp_path, kind):
 def test_unparsable_record_and_non_tfrecord_file(tmp_path):
     write_tfrecords(warmup_path_dir(tmp_path), [b"\xff\xff\xff"])
     with pytest.raises(ServingError) as err:
-        run_warmup(CountingServable(), tmp_path)
+        run_warmup(counting_servable(), tmp_path)
     assert err.value.code == StatusCode.INVALID_ARGUMENT
     assert err.value.message == (f"Failed to parse warmup record: \\xff\\xff\\xff from "
                                  f"{warmup_path(tmp_path)}")
     with open(warmup_path(tmp_path), "wb") as file:
         file.write(b"plain text, not TFRecord")
     with pytest.raises(ServingError) as err:
-        run_warmup(CountingServable(), tmp_path)
+        run_warmup(counting_servable(), tmp_path)
     assert err.value == ServingError(StatusCode.DATA_LOSS, "corrupted record at 0" + TFRECORD_HINT)
 
 

@@ -10,6 +10,7 @@ import pytest
 from nbserve.options import ModelConfig, VersionPolicy
 from nbserve.sources.filesystem import FileSystemStoragePathSource, parse_version
 from nbserve.testing import FakeLoader
+from tests.support import FakeClock, wait_for
 
 
 @pytest.mark.parametrize("name,version", [
@@ -93,8 +94,10 @@ def test_missing_base_path_emits_nothing_and_empty_base_unloads(tmp_path):
 
 def test_half_written_version_waits_until_quiet(tmp_path):
     make_version(tmp_path, "1")
+    clock = FakeClock()
     src, rec = source_for([ModelConfig("m", str(tmp_path))], settle_seconds=0.3,
-                          incomplete_grace_seconds=0.6)
+                          incomplete_grace_seconds=0.6, clock=clock.monotonic,
+                          wall_clock=clock.wall)
     src.poll_once()
     fresh = make_version(tmp_path, "2", complete=False, old=False)
     src.poll_once()
@@ -102,18 +105,26 @@ def test_half_written_version_waits_until_quiet(tmp_path):
     (fresh / "saved_model.pb").write_bytes(b"x")
     src.poll_once()
     assert rec.last("m") == [1]  # complete but not quiet for the settle time yet
-    time.sleep(0.35)
+    clock.advance(0.29)
+    src.poll_once()
+    assert rec.last("m") == [1]  # still 10 ms to go
+    clock.advance(0.01)
     src.poll_once()
     assert rec.last("m") == [2]
 
 
 def test_incomplete_version_is_taken_after_grace(tmp_path):
+    clock = FakeClock()
     src, rec = source_for([ModelConfig("m", str(tmp_path))], settle_seconds=0.1,
-                          incomplete_grace_seconds=0.3)
+                          incomplete_grace_seconds=0.3, clock=clock.monotonic,
+                          wall_clock=clock.wall)
     make_version(tmp_path, "1", complete=False, old=False)
     src.poll_once()
     assert rec.calls == []  # nothing emitted while the only version settles
-    time.sleep(0.35)
+    clock.advance(0.2)  # quiet past the settle time, but it has no saved_model.pb
+    src.poll_once()
+    assert rec.calls == []
+    clock.advance(0.1)
     src.poll_once()
     assert rec.last("m") == [1]
 
@@ -149,14 +160,9 @@ def test_watching_reacts_before_the_poll_period(tmp_path):
                           watch_interval_seconds=0.05)
     src.start()
     try:
-        deadline = time.time() + 5
-        while not rec.calls and time.time() < deadline:
-            time.sleep(0.02)
+        wait_for(lambda: rec.calls, timeout=5, what="the first scan")
         tmp = make_version(tmp_path, ".tmp-upload")
         os.rename(tmp, tmp_path / "2")
-        deadline = time.time() + 5
-        while rec.last("m") != [2] and time.time() < deadline:
-            time.sleep(0.02)
-        assert rec.last("m") == [2]
+        wait_for(lambda: rec.last("m") == [2], timeout=5, what="version 2 (the poll is 30 s)")
     finally:
         src.stop()

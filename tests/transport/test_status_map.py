@@ -40,4 +40,5 @@ def test_grpc_table(code: StatusCode):
 
 
 def test_grpc_table_is_one_to_one():
-    assert len({grpc_status(code) for code in StatusCode}) == len(StatusCode) == len(grpc.StatusCode)
+    distinct = {grpc_status(code) for code in StatusCode}
+    assert len(distinct) == len(StatusCode) == len(grpc.StatusCode)

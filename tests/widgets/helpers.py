@@ -3,21 +3,9 @@
 from __future__ import annotations
 
 import socket
-import time
 
+from tests.support import wait_for  # noqa: F401 - re-exported for the widget tests
 from tests.transport.rest_client import call
-
-
-def wait_for(predicate, timeout=30.0, what="condition"):
-    """Poll ``predicate`` (every 50 ms) until it returns a truthy value; bounded."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.05)
 
 
 def rest_states(port, name):

@@ -1,0 +1,56 @@
+"""Test support shared by the suite (not a test module): ports, waiting, a hand-moved clock.
+
+Test modules import from here (or from ``nbserve.testing``), never from each other.
+"""
+
+from __future__ import annotations
+
+import pathlib
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+from nbserve.testing import free_port
+
+__all__ = ["REPO", "FakeClock", "free_port", "wait_for"]
+
+T = TypeVar("T")
+REPO = pathlib.Path(__file__).resolve().parent.parent  # the repository root
+
+
+def wait_for(predicate: Callable[[], T], timeout: float = 30.0, what: str = "condition",
+             interval: float = 0.005) -> T:
+    """Poll ``predicate`` until it returns a truthy value, and return that value.
+
+    A synchronisation point, not a timing assertion: ``timeout`` only bounds a test that would
+    otherwise hang, and raises ``AssertionError`` naming ``what``.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(interval)
+
+
+class FakeClock:
+    """Monotonic and wall time that move only when the test says so.
+
+    ``monotonic()`` starts at 0; ``wall()`` starts at the real time of construction (files the
+    test writes carry real mtimes close to it) and moves with ``advance``.
+    """
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self._wall_start = time.time()
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def wall(self) -> float:
+        return self._wall_start + self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
