@@ -129,6 +129,12 @@ class ServerOptions:
     max_inflight_requests: int = 1024  # more concurrent requests -> UNAVAILABLE (503); 0: no limit
     shutdown_grace_seconds: float = 5.0  # stop(): how long in-flight requests may still finish
     auth_token: str = field(default="", repr=False)  # "": no auth; else Bearer token required
+    # issue 14: gRPC also on unix:<path> ("" = off); the TF profiler service on the gRPC port;
+    # open gRPC then REST only once every initial model is AVAILABLE or END (the CLI's default,
+    # as TF Serving; the notebook opens at once)
+    grpc_socket_path: str = ""
+    enable_profiler: bool = True
+    open_ports_after_initial_load: bool = False
 
     def replace(self, **changes) -> "ServerOptions":
         return dataclasses.replace(self, **changes)

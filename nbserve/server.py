@@ -1,8 +1,9 @@
 """Server: the synchronous, thread-safe facade used by notebooks, the CLI and tests.
 
-``Server(options).start()`` starts the lifecycle (manager + source threads), opens the REST
-socket (and gRPC, once that transport is enabled) at once on ``nbserve-io``, and returns while the
-versions are still LOADING; ``wait_until_available`` blocks until one is AVAILABLE.
+``Server(options).start()`` starts the lifecycle (manager + source threads), opens gRPC and then
+REST at once on ``nbserve-io``, and returns while the versions are still LOADING;
+``wait_until_available`` blocks until one is AVAILABLE. With ``open_ports_after_initial_load`` (the
+CLI's default, TF Serving's order) it opens them only once every initial model is AVAILABLE or END.
 
 Ports: ``None`` disables a transport, ``0`` picks a free port (the Python socket meaning; the CLI
 maps TF Serving's ``--rest_api_port=0`` = "REST off" to ``None`` before it gets here). A port held
@@ -119,6 +120,8 @@ class Server:
         self._stopping = threading.Event()
         self._config_thread: threading.Thread | None = None
         self._inflight = InflightLimit(options.max_inflight_requests)  # shared by REST and gRPC
+        self._grpc_socket = ""  # issue 14: the claimed --grpc_socket_path, and its file's identity
+        self._grpc_socket_id: tuple[int, int, int] | None = None
 
     # -- start / stop --------------------------------------------------------------------------
     def start(self) -> "Server":
@@ -128,18 +131,27 @@ class Server:
             self._state = "starting"
         warn_if_exposed(self.options)
         try:
-            rest_sock = self._bind(self.options.rest_api_port, "--rest_api_port")
+            # issue 14: gRPC, then REST, as TF Serving (after the initial load on the CLI)
+            if self.options.rest_api_port:
+                self._bind(self.options.rest_api_port, "--rest_api_port").close()  # free now?
             if self.options.grpc_port:
                 self._bind(self.options.grpc_port, "--port").close()  # a clear error if taken
+            self._claim_grpc_socket()
+            grpc_on = self.options.grpc_port is not None or bool(self._grpc_socket)
             self._io.start()
-            if self.options.grpc_port is not None:  # its protos import TensorFlow: before the
+            if grpc_on:  # its protos import TensorFlow: before the
                 import nbserve.transport.grpc_api  # noqa: F401  loads do (a racing import fails)
             self.core.start()
+            if self.options.open_ports_after_initial_load:
+                from nbserve.initial_load import wait_for_initial_models
+
+                wait_for_initial_models(self.core)
+            if grpc_on:
+                self.grpc_port = self._io.call(self._start_grpc(self.options.grpc_port)) or None
+            rest_sock = self._bind(self.options.rest_api_port, "--rest_api_port")
             if rest_sock is not None:
                 self.rest_port = rest_sock.getsockname()[1]
                 self._io.call(self._start_rest(rest_sock))
-            if self.options.grpc_port is not None:
-                self.grpc_port = self._io.call(self._start_grpc(self.options.grpc_port))
             self._start_config_watch()
         except BaseException:
             self._shutdown(grace=0)
@@ -183,8 +195,21 @@ class Server:
         await web.SockSite(runner, sock).start()
         self._runners.append(runner)
 
-    async def _start_grpc(self, port: int) -> int:
+    def _claim_grpc_socket(self) -> None:
+        """``--grpc_socket_path`` (issue 14): a stale socket file is removed, a live one is a
+        ServerStartError naming the path."""
+        if not self.options.grpc_socket_path:
+            return
+        from nbserve.transport.unix_socket import SocketPathError, claim_socket_path
+
+        try:
+            self._grpc_socket = claim_socket_path(self.options.grpc_socket_path)
+        except SocketPathError as exc:
+            raise ServerStartError(str(exc)) from None
+
+    async def _start_grpc(self, port: int | None) -> int:
         from nbserve.transport.grpc_api import start_grpc_server
+        from nbserve.transport.unix_socket import socket_identity
 
         try:
             server, bound = await start_grpc_server(
@@ -192,13 +217,17 @@ class Server:
                 max_message_bytes=self.options.grpc_max_message_bytes,
                 reload=self.reload_config_proto,
                 observer=lambda m, a, c, s: self.metrics.observe_request(m, a, c, s, "GRPC"),
-                auth_token=self.options.auth_token, limiter=self._inflight)
-        except OSError:
+                auth_token=self.options.auth_token, limiter=self._inflight,
+                unix_socket=self._grpc_socket, profiler=self.options.enable_profiler)
+        except OSError as exc:
+            if "unix:" in str(exc):
+                raise ServerStartError(f"Cannot listen on --grpc_socket_path: {exc}") from None
             raise ServerStartError(
                 f"Port {port} on {self.options.host} is already in use by another process; stop "
                 "it, pick another port, or pass --port 0 to let nbserve pick a free one.") from None
         self._grpc_servers.append(server)
-        return bound
+        self._grpc_socket_id = socket_identity(self._grpc_socket) if self._grpc_socket else None
+        return int(bound)
 
     def _prometheus_path(self) -> str:
         if self.options.prometheus_path:
@@ -279,6 +308,10 @@ class Server:
             self._runners.clear()
             self._grpc_servers.clear()
             self._io.stop()
+        if self._grpc_socket:  # issue 14: the socket file goes with the server
+            from nbserve.transport.unix_socket import release_socket_path
+
+            release_socket_path(self._grpc_socket, self._grpc_socket_id)
         if self.batcher is not None:
             self.batcher.close()  # runs the queued batches now, so no request waits a timeout out
         self._executor.shutdown(wait=True, cancel_futures=True)
@@ -327,6 +360,12 @@ class Server:
     def grpc_target(self) -> str | None:
         """``host:port`` for ``grpc.insecure_channel``, or None when gRPC is off."""
         return f"{self._url_host()}:{self.grpc_port}" if self.grpc_port else None
+
+    @property
+    def grpc_socket_path(self) -> str | None:
+        """The absolute unix socket path gRPC also listens on (``grpc.insecure_channel(
+        "unix:" + path)``), or None without ``grpc_socket_path``."""
+        return self._grpc_socket or None
 
     # -- Python API ----------------------------------------------------------------------------
     def status(self, name: str | None = None) -> dict[str, list[dict[str, Any]]]:
