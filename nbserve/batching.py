@@ -1,7 +1,7 @@
 """Dynamic batching: TF Serving's shared batch scheduler in front of ``Servable.run``.
 
 ``BatchScheduler.run`` has ``ServingService``'s ``run_hook`` signature. Concurrent requests to the
-same *batch key* -- servable instance, signature key, output filter, and per input alias its dtype
+same *batch key* -- servable instance, signature, output filter, and per input alias its dtype
 and the shape of its non-batch dimensions (only the rank with ``pad_variable_length_inputs``) --
 are queued, merged along dimension 0 (``np.concatenate``), run once, and split back by each
 request's batch size. Requests that could never be concatenated therefore land in different
@@ -34,8 +34,8 @@ batch gets the latest deadline among its tasks (none if one has none) as its run
 request whose deadline passes while its batch runs answers ``DEADLINE_EXCEEDED`` at once.
 
 Per-model settings: ``per_model`` maps a model name to its own BatchingOptions (batch size,
-timeout, queue bound, padding, splitting); ``model_name(servable)`` names a servable's model. The
-thread pool is shared and sized by the default options, as TF Serving's.
+timeout, queue bound, padding, splitting), looked up by the name in the request's ``ServableId``
+(the handle's). The thread pool is shared and sized by the default options, as TF Serving's.
 
 Thread-safety: every public method may be called from any thread. ``close()`` finishes the queued
 batches, then joins the batch threads; ``run`` after ``close`` answers UNAVAILABLE.
@@ -47,21 +47,20 @@ import math
 import os
 import threading
 import time
-import weakref
 from collections import deque
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from nbserve.core.ids import ServableId
 from nbserve.errors import ServingError, StatusCode, as_serving_error, invalid_argument
 from nbserve.options import BatchingOptions
+from nbserve.servables.signature import Signature
 
 QUEUE_FULL_MESSAGE = "The batch scheduling queue to which this task was submitted is full"
 QUEUED_TIMEOUT_MESSAGE = "Run() timeout exceeded while waiting in batching queue"
 RUN_TIMEOUT_MESSAGE = "Deadline Exceeded"
 CLOSED_MESSAGE = "The batch scheduler is closed"
-
-ModelNamer = Callable[[Any], "str | None"]
 
 _QUEUED, _RUNNING, _DONE, _CANCELLED = range(4)
 
@@ -148,14 +147,14 @@ class _Batch:
 class _Queue:
     """The batches of one batch key. Guarded by the scheduler's lock."""
 
-    __slots__ = ("key", "servable", "signature_key", "output_filter", "options", "limit",
+    __slots__ = ("key", "servable", "signature", "output_filter", "options", "limit",
                  "timeout", "open", "closed")
 
-    def __init__(self, key: tuple, servable: Any, signature_key: str,
+    def __init__(self, key: tuple, servable: Any, signature: Signature,
                  output_filter: Sequence[str] | None, options: BatchingOptions) -> None:
         self.key = key
         self.servable = servable
-        self.signature_key = signature_key
+        self.signature = signature
         self.output_filter = output_filter
         self.options = options
         self.limit = execution_batch_limit(options)
@@ -176,22 +175,17 @@ class BatchScheduler:
         default: options for every model without its own entry (None: BatchingOptions()); its
             ``num_batch_threads`` (0: CPU count) and ``thread_pool_name`` size and name the pool.
         per_model: model name -> options for that model.
-        model_name: names a servable's model (needed only with ``per_model``); returning None
-            uses ``default``.
 
     Raises ServingError(INVALID_ARGUMENT) for invalid options. Batch threads start on the first
     ``run``.
     """
 
     def __init__(self, default: BatchingOptions | None = None,
-                 per_model: Mapping[str, BatchingOptions] | None = None,
-                 model_name: ModelNamer | None = None) -> None:
+                 per_model: Mapping[str, BatchingOptions] | None = None) -> None:
         self.default = default or BatchingOptions()
         self.per_model = dict(per_model or {})
         for options in (self.default, *self.per_model.values()):
             validate_batching_options(options)
-        self._model_name = model_name
-        self._options_cache: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         self._lock = threading.Lock()
         self._work = threading.Condition(self._lock)
         self._queues: dict[tuple, _Queue] = {}
@@ -199,7 +193,8 @@ class BatchScheduler:
         self._closed = False
 
     # -- request side --------------------------------------------------------------------------
-    def run(self, servable: Any, signature_key: str, inputs: Mapping[str, Any],
+    def run(self, servable_id: ServableId, servable: Any, signature: Signature,
+            inputs: Mapping[str, Any],
             output_filter: Sequence[str] | None = None,
             timeout_ms: int | None = None) -> dict[str, np.ndarray]:
         """Queue one request, wait for its batch, return its slice of the outputs.
@@ -210,40 +205,29 @@ class BatchScheduler:
         arrays = {alias: value if isinstance(value, np.ndarray) else np.asarray(value)
                   for alias, value in inputs.items()}
         size = batch_size(arrays)
-        options = self.options_for(servable)
+        options = self.options_for(servable_id.name)
         if size > options.max_batch_size:
             raise invalid_argument(f"Task size {size} is larger than maximum input batch size "
                                    f"{options.max_batch_size}")
         outputs = None if output_filter is None else tuple(output_filter)
         pad = options.pad_variable_length_inputs
-        key = (id(servable), signature_key, outputs,
+        key = (id(servable), signature.key, outputs,
                tuple((alias, array.dtype.str, array.ndim if pad else array.shape[1:])
                      for alias, array in sorted(arrays.items())))
         now = time.monotonic()
         deadline = now + timeout_ms / 1000 if timeout_ms is not None and timeout_ms > 0 else None
-        tasks = self._enqueue(key, servable, signature_key, outputs, options, arrays, size,
+        tasks = self._enqueue(key, servable, signature, outputs, options, arrays, size,
                               deadline, now)
         results = [self._wait(task) for task in tasks]
         if len(results) == 1:
             return results[0]
         return {alias: np.concatenate([r[alias] for r in results]) for alias in results[0]}
 
-    def options_for(self, servable: Any) -> BatchingOptions:
-        """The options that apply to ``servable``'s model."""
-        if not self.per_model or self._model_name is None:
-            return self.default
-        try:
-            return self._options_cache[servable]
-        except (KeyError, TypeError):
-            pass
-        options = self.per_model.get(self._model_name(servable) or "", self.default)
-        try:
-            self._options_cache[servable] = options
-        except TypeError:  # not weak-referenceable: look it up each time
-            pass
-        return options
+    def options_for(self, model_name: str) -> BatchingOptions:
+        """The options that apply to model ``model_name``."""
+        return self.per_model.get(model_name, self.default) if self.per_model else self.default
 
-    def _enqueue(self, key: tuple, servable: Any, signature_key: str,
+    def _enqueue(self, key: tuple, servable: Any, signature: Signature,
                  output_filter: tuple[str, ...] | None, options: BatchingOptions,
                  inputs: dict[str, np.ndarray], size: int, deadline: float | None,
                  now: float) -> list[_Task]:
@@ -254,7 +238,7 @@ class BatchScheduler:
                 self._start_threads()
             queue = self._queues.get(key)
             if queue is None:
-                queue = self._queues[key] = _Queue(key, servable, signature_key, output_filter,
+                queue = self._queues[key] = _Queue(key, servable, signature, output_filter,
                                                    options)
             pieces, new_batches = _plan(queue, size)
             if queue.enqueued() + new_batches > options.max_enqueued_batches:
@@ -364,7 +348,7 @@ class BatchScheduler:
     def _process(self, queue: _Queue, tasks: list[_Task]) -> None:
         """Run one batch outside the lock and hand every task its result or the error."""
         try:
-            results = run_batch(queue.servable, queue.signature_key, queue.output_filter,
+            results = run_batch(queue.servable, queue.signature, queue.output_filter,
                                 queue.options, tasks)
         except Exception as exc:  # noqa: BLE001 - every task must be answered
             error = as_serving_error(exc)
@@ -415,7 +399,7 @@ def _plan(queue: _Queue, size: int) -> tuple[list[int], int]:
 
 # -- merging and splitting (pure; run on a batch thread) ------------------------------------------
 
-def run_batch(servable: Any, signature_key: str, output_filter: Sequence[str] | None,
+def run_batch(servable: Any, signature: Signature, output_filter: Sequence[str] | None,
               options: BatchingOptions, tasks: Sequence[_Task]) -> list[dict[str, np.ndarray]]:
     """Merge ``tasks``' inputs, run the servable once, split the outputs back per task."""
     total = sum(task.size for task in tasks)
@@ -425,7 +409,7 @@ def run_batch(servable: Any, signature_key: str, output_filter: Sequence[str] | 
     else:
         inputs = merge_inputs([task.inputs for task in tasks], padded - total,
                               options.pad_variable_length_inputs)
-    outputs = servable.run(signature_key, inputs, output_filter=output_filter,
+    outputs = servable.run(signature, inputs, output_filter=output_filter,
                            timeout_ms=_run_timeout_ms(tasks))
     check_outputs(outputs, padded)
     if len(tasks) == 1 and padded == total:
@@ -503,32 +487,16 @@ def split_outputs(outputs: Mapping[str, np.ndarray], sizes: Sequence[int]
 
 # -- wiring ----------------------------------------------------------------------------------------
 
-def model_name_by_base_path(models: Callable[[], Mapping[str, Any]]) -> ModelNamer:
-    """A ``model_name`` for servables with an ``export_dir`` (SavedModels): the configured model
-    (``models()``: name -> ModelConfig) whose base path holds that version folder."""
-
-    def name(servable: Any) -> str | None:
-        export_dir = getattr(servable, "export_dir", None)
-        if not export_dir:
-            return None
-        parent = os.path.normpath(os.path.dirname(os.path.normpath(os.fspath(export_dir))))
-        for model_name, config in models().items():
-            if os.path.normpath(config.base_path) == parent:
-                return model_name
-        return None
-
-    return name
-
-
-def scheduler_for(options: Any, core: Any) -> BatchScheduler | None:
+def scheduler_for(options: Any, core: object = None) -> BatchScheduler | None:
     """The Server's scheduler from ServerOptions (``enable_batching``, ``batching``,
     ``batching_per_model``), or None when batching is off. Raises ServingError(INVALID_ARGUMENT)
     when batching options are given without ``enable_batching``, as TF Serving refuses a
-    batching parameters file without ``--enable_batching``."""
+    batching parameters file without ``--enable_batching``. ``core`` is not used (requests carry
+    their ``ServableId``); it stays for existing callers."""
     per_model = dict(getattr(options, "batching_per_model", None) or {})
     if not options.enable_batching:
         if options.batching is not None or per_model:
             raise invalid_argument("ServerOptions.batching is set without setting "
                                    "ServerOptions.enable_batching to true.")
         return None
-    return BatchScheduler(options.batching, per_model, model_name_by_base_path(core.models))
+    return BatchScheduler(options.batching, per_model)

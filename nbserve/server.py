@@ -23,15 +23,15 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 
+from nbserve.codec.python_predict import PythonPredictCodec
 from nbserve.core.events import ManagerState
 from nbserve.core.load_timeout import with_load_timeout
 from nbserve.core.server_core import LoaderFactory, ServerCore
-from nbserve.errors import ServingError, StatusCode, invalid_argument
+from nbserve.errors import ServingError, StatusCode
 from nbserve.metrics import ServingMetrics
 from nbserve.options import ServerOptions
 from nbserve.runtime import IoThread
 from nbserve.service import ModelSpec, ServingService, state_entry
-from nbserve.servables.signature import Signature
 from nbserve.transport.admission import InflightLimit
 from nbserve.transport.auth import exposure_warning, probes_open
 
@@ -462,7 +462,7 @@ class Server:
         signature. Returns alias -> numpy array.
         """
         spec = ModelSpec(name, version, label, signature_name or "")
-        return self.service.predict(spec, lambda sig: python_inputs(inputs, sig)).outputs
+        return self.service.predict(spec, PythonPredictCodec(inputs))
 
 
 def server_snapshot(server: "Server", status: Mapping[str, Any] | None = None
@@ -519,19 +519,3 @@ def stop_servers_on_ports(ports: "Iterable[int | None]", grace: float = 1.0) -> 
     for server in stopped:
         server.stop(grace)
     return stopped
-
-
-def python_inputs(inputs: Any, signature: Signature) -> dict[str, np.ndarray]:
-    """The in-process codec: array-likes cast to the signature's dtypes."""
-    if not isinstance(inputs, Mapping):
-        if len(signature.inputs) != 1:
-            raise invalid_argument(
-                "inputs is a plain value/list, but expecting an object as multiple input tensors "
-                "required as per tensorinfo_map")
-        inputs = {next(iter(signature.inputs)): inputs}
-    out = {}
-    for alias, value in inputs.items():
-        info = signature.inputs.get(alias)
-        dtype = info.numpy_dtype if info is not None else None
-        out[alias] = np.asarray(value, dtype=dtype)
-    return out

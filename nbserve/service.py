@@ -4,13 +4,20 @@ Written once; REST, gRPC and in-process Python calls all go through these functi
 cannot drift apart. A transport only decodes its wire format into the arguments here and encodes
 the results back; every error is a ServingError carrying TF Serving's code and text.
 
+Predict takes a *codec* (``PredictCodec``: ``nbserve.codec.json_predict.JsonPredictCodec`` for a
+REST body, ``nbserve.codec.proto_predict.ProtoPredictCodec`` for a gRPC PredictRequest,
+``nbserve.codec.python_predict.PythonPredictCodec`` for ``Server.predict``): the service resolves
+the servable and its signature once and hands the signature to the codec, which decodes the inputs
+against it and encodes the outputs; the codec keeps its wire format's error order and texts.
+
 A ServableHandle is held only for the duration of one call (the version cannot unload under it).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
@@ -22,7 +29,41 @@ from nbserve.servables.signature import Servable, Signature
 
 DEFAULT_SIGNATURE = "serving_default"
 
-InputDecoder = Callable[[Signature], Mapping[str, np.ndarray]]
+R_co = TypeVar("R_co", covariant=True)
+
+RunHook = Callable[
+    [ServableId, Servable, Signature, Mapping[str, np.ndarray], Sequence[str] | None, int | None],
+    dict[str, np.ndarray]]
+"""``(servable_id, servable, signature, inputs, output_filter, timeout_ms) -> outputs``: what
+runs a signature instead of ``servable.run`` (the batcher, ``BatchScheduler.run``)."""
+
+
+class PredictCodec(Protocol[R_co]):
+    """One Predict request in one wire format, and its response (see the module doc).
+
+    The service calls, in this order and each at most once: ``signature_not_found`` (only when the
+    servable has no signature of the requested key; the service raises what it returns), then
+    ``decode``, then ``encode``. ``decode`` and ``encode`` raise ServingError in TF Serving's
+    words. A codec object serves one request; it is not shared between threads.
+    """
+
+    @property
+    def output_filter(self) -> Sequence[str] | None:
+        """The output aliases asked for, in order; None: every output."""
+        ...
+
+    def signature_not_found(self, key: str) -> ServingError:
+        """The error for a servable without signature ``key`` (its wire format's text)."""
+        ...
+
+    def decode(self, signature: Signature) -> Mapping[str, np.ndarray]:
+        """The request's inputs (alias -> array) decoded against ``signature``."""
+        ...
+
+    def encode(self, servable_id: ServableId, signature: Signature,
+               outputs: dict[str, np.ndarray]) -> R_co:
+        """The response for ``outputs`` of ``signature`` run on ``servable_id``."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -41,14 +82,6 @@ class ModelSpec:
     @property
     def signature_key(self) -> str:
         return self.signature_name or DEFAULT_SIGNATURE
-
-
-@dataclass(frozen=True)
-class PredictResult:
-    id: ServableId
-    signature_key: str
-    outputs: dict[str, np.ndarray]
-    signature: Signature
 
 
 @dataclass(frozen=True)
@@ -75,26 +108,32 @@ class MetadataResult:
 class ServingService:
     """The use cases over one ServerCore. Thread-safe; called from the predict pool."""
 
-    def __init__(self, core: ServerCore, run_hook: Callable[..., dict] | None = None) -> None:
+    def __init__(self, core: ServerCore, run_hook: RunHook | None = None) -> None:
         self.core = core
         self._run_hook = run_hook  # the batcher, when batching is on
 
     # -- inference ----------------------------------------------------------------------------
-    def predict(self, spec: ModelSpec, decode_inputs: InputDecoder,
-                output_filter: Sequence[str] | None = None,
-                timeout_ms: int | None = None) -> PredictResult:
-        """Resolve the servable, find the signature, decode the inputs against it, run it."""
+    def predict(self, spec: ModelSpec, codec: PredictCodec[R_co],
+                timeout_ms: int | None = None) -> R_co:
+        """Resolve the servable, look its signature up (once), let ``codec`` decode the inputs
+        against it, run it (through the batcher when batching is on), let ``codec`` encode the
+        outputs. The handle is released before encoding. Raises ServingError."""
         spec.check()
         with self.core.handle(spec.name, spec.version, spec.label) as handle:
             servable: Servable = handle.servable
             key = spec.signature_key
             signature = servable.signatures.get(key)
             if signature is None:
-                raise ServingError(StatusCode.FAILED_PRECONDITION,
-                                   f'Serving signature key "{key}" not found.')
-            inputs = decode_inputs(signature)
-            outputs = self._run(servable, key, inputs, output_filter, timeout_ms)
-            return PredictResult(handle.id, key, outputs, signature)
+                raise codec.signature_not_found(key)
+            inputs = codec.decode(signature)
+            if self._run_hook is not None:
+                outputs = self._run_hook(handle.id, servable, signature, inputs,
+                                         codec.output_filter, timeout_ms)
+            else:
+                outputs = servable.run(signature, inputs, output_filter=codec.output_filter,
+                                       timeout_ms=timeout_ms)
+            servable_id = handle.id
+        return codec.encode(servable_id, signature, outputs)
 
     def classify(self, spec: ModelSpec, examples: Sequence[bytes]) -> ClassifyResult:
         from nbserve.servables.inference import run_classify
@@ -129,12 +168,6 @@ class ServingService:
         with self.core.handle(first.name, first.version, first.label) as handle:
             tasks = [(spec.signature_key, method) for spec, method in specs_and_methods]
             return handle.id, run_multi_inference(handle.servable, tasks, list(examples))
-
-    def _run(self, servable: Servable, key: str, inputs: Mapping[str, np.ndarray],
-             output_filter: Sequence[str] | None, timeout_ms: int | None) -> dict[str, np.ndarray]:
-        if self._run_hook is not None:
-            return self._run_hook(servable, key, inputs, output_filter, timeout_ms)
-        return servable.run(key, inputs, output_filter=output_filter, timeout_ms=timeout_ms)
 
     # -- metadata and status ------------------------------------------------------------------
     def metadata(self, spec: ModelSpec) -> MetadataResult:

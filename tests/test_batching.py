@@ -12,10 +12,14 @@ import pytest
 
 from nbserve.batching import (QUEUE_FULL_MESSAGE, QUEUED_TIMEOUT_MESSAGE, BatchScheduler,
                               merge_inputs, pad_to_common_shape, scheduler_for)
+from nbserve.core.ids import ServableId
 from nbserve.errors import ServingError, StatusCode
 from nbserve.options import BatchingOptions, ModelConfig, ServerOptions
 from nbserve.servables.signature import Signature, TensorInfo
 
+SIG = Signature("serving_default", inputs={"x": TensorInfo("x:0", "DT_FLOAT", (-1, -1))},
+                outputs={"y": TensorInfo("y:0", "DT_FLOAT", (-1, -1))})
+ID = ServableId("m", 1)
 LONG = 30_000_000  # µs: an underfull batch waits "forever"; tests make batches fill up instead
 
 
@@ -26,9 +30,7 @@ class FakeServable:
     def __init__(self, name: str = "m", gate: threading.Event | None = None,
                  fn: Callable[[dict], dict] | None = None) -> None:
         self.name = name
-        self.signatures = {"serving_default": Signature(
-            "serving_default", inputs={"x": TensorInfo("x:0", "DT_FLOAT", (-1, -1))},
-            outputs={"y": TensorInfo("y:0", "DT_FLOAT", (-1, -1))})}
+        self.signatures = {"serving_default": SIG}
         self.device = "/device:CPU:0"
         self.gate = gate
         self.entered = threading.Event()
@@ -42,7 +44,8 @@ class FakeServable:
         with self._lock:
             return [len(b) for b in self.batches]
 
-    def run(self, signature_key, inputs, output_filter=None, timeout_ms=None):
+    def run(self, signature, inputs, output_filter=None, timeout_ms=None):
+        assert signature is SIG
         with self._lock:
             self.batches.append(np.array(inputs["x"]))
             self.timeouts.append(timeout_ms)
@@ -72,7 +75,7 @@ def submit_all(scheduler: BatchScheduler, servable, requests: list[dict], **kwar
     def one(i: int) -> None:
         barrier.wait()
         try:
-            results[i] = scheduler.run(servable, "serving_default", requests[i], **kwargs)
+            results[i] = scheduler.run(ID, servable, SIG, requests[i], **kwargs)
         except ServingError as err:
             results[i] = err
 
@@ -117,13 +120,13 @@ def test_timeout_zero_runs_what_is_queued_when_a_batch_thread_frees_up(make_sche
     gate = threading.Event()
     servable = FakeServable(gate=gate)
     scheduler = make_scheduler(BatchingOptions(num_batch_threads=1))
-    first = threading.Thread(target=scheduler.run, args=(servable, "serving_default",
+    first = threading.Thread(target=scheduler.run, args=(ID, servable, SIG,
                                                           {"x": rows(0, 1)}))
     first.start()
     assert servable.entered.wait(10)  # the only batch thread is busy now
     results: dict[int, Any] = {}
     threads = [threading.Thread(target=lambda i=i: results.__setitem__(
-        i, scheduler.run(servable, "serving_default", {"x": rows(10 * i, 1)}))) for i in range(4)]
+        i, scheduler.run(ID, servable, SIG, {"x": rows(10 * i, 1)}))) for i in range(4)]
     for t in threads:
         t.start()
     wait_for(lambda: scheduler.queued_tasks() == 4)
@@ -138,10 +141,10 @@ def test_timeout_zero_runs_what_is_queued_when_a_batch_thread_frees_up(make_sche
 def test_single_request_passes_through_and_gets_its_timeout(make_scheduler):
     servable = FakeServable()
     scheduler = make_scheduler(BatchingOptions(num_batch_threads=1))
-    out = scheduler.run(servable, "serving_default", {"x": rows(0, 3)}, timeout_ms=5000)
+    out = scheduler.run(ID, servable, SIG, {"x": rows(0, 3)}, timeout_ms=5000)
     np.testing.assert_array_equal(out["y"], rows(0, 3) * 2 + 1)
     assert 0 < servable.timeouts[0] <= 5000
-    scheduler.run(servable, "serving_default", {"x": rows(0, 1)})
+    scheduler.run(ID, servable, SIG, {"x": rows(0, 1)})
     assert servable.timeouts[1] is None
 
 
@@ -164,18 +167,18 @@ def test_full_queue_answers_unavailable_with_tf_serving_text(make_scheduler):
     servable = FakeServable(gate=gate)
     scheduler = make_scheduler(BatchingOptions(max_batch_size=2, max_enqueued_batches=1,
                                                num_batch_threads=1))
-    busy = threading.Thread(target=scheduler.run, args=(servable, "serving_default",
+    busy = threading.Thread(target=scheduler.run, args=(ID, servable, SIG,
                                                          {"x": rows(0, 1)}))
     busy.start()
     assert servable.entered.wait(10)
-    waiting = [threading.Thread(target=scheduler.run, args=(servable, "serving_default",
+    waiting = [threading.Thread(target=scheduler.run, args=(ID, servable, SIG,
                                                              {"x": rows(0, 1)}))
                for _ in range(2)]
     for t in waiting:
         t.start()
     wait_for(lambda: scheduler.queued_tasks() == 2)  # the one allowed batch is full
     with pytest.raises(ServingError) as err:
-        scheduler.run(servable, "serving_default", {"x": rows(0, 1)})
+        scheduler.run(ID, servable, SIG, {"x": rows(0, 1)})
     assert err.value == ServingError(StatusCode.UNAVAILABLE, QUEUE_FULL_MESSAGE)
     gate.set()
     for t in waiting + [busy]:
@@ -187,16 +190,16 @@ def test_deadline_passing_in_the_queue_is_deadline_exceeded_and_never_runs(make_
     gate = threading.Event()
     servable = FakeServable(gate=gate)
     scheduler = make_scheduler(BatchingOptions(num_batch_threads=1))
-    busy = threading.Thread(target=scheduler.run, args=(servable, "serving_default",
+    busy = threading.Thread(target=scheduler.run, args=(ID, servable, SIG,
                                                          {"x": rows(0, 1)}))
     busy.start()
     assert servable.entered.wait(10)
     with pytest.raises(ServingError) as err:
-        scheduler.run(servable, "serving_default", {"x": rows(0, 1)}, timeout_ms=30)
+        scheduler.run(ID, servable, SIG, {"x": rows(0, 1)}, timeout_ms=30)
     assert err.value == ServingError(StatusCode.DEADLINE_EXCEEDED, QUEUED_TIMEOUT_MESSAGE)
     gate.set()
     busy.join(10)
-    out = scheduler.run(servable, "serving_default", {"x": rows(7, 1)})
+    out = scheduler.run(ID, servable, SIG, {"x": rows(7, 1)})
     np.testing.assert_array_equal(out["y"], rows(7, 1) * 2 + 1)
     assert servable.sizes == [1, 1]  # the expired task was dropped, not run
 
@@ -207,7 +210,7 @@ def test_allowed_batch_sizes_pad_with_the_first_row_and_drop_padded_outputs(make
     servable = FakeServable()
     scheduler = make_scheduler(BatchingOptions(max_batch_size=8, allowed_batch_sizes=(4, 8)))
     x = rows(1, 3)
-    out = scheduler.run(servable, "serving_default", {"x": x})
+    out = scheduler.run(ID, servable, SIG, {"x": x})
     assert servable.sizes == [4]
     np.testing.assert_array_equal(servable.batches[0], np.concatenate([x, x[:1]]))
     np.testing.assert_array_equal(out["y"], x * 2 + 1)
@@ -251,7 +254,7 @@ def test_requests_that_cannot_batch_are_invalid_argument(make_scheduler, inputs,
     servable = FakeServable()
     scheduler = make_scheduler(BatchingOptions(max_batch_size=4))
     with pytest.raises(ServingError) as err:
-        scheduler.run(servable, "serving_default", inputs)
+        scheduler.run(ID, servable, SIG, inputs)
     assert err.value == ServingError(StatusCode.INVALID_ARGUMENT, message)
     assert servable.sizes == []
 
@@ -264,7 +267,7 @@ def test_requests_that_cannot_batch_are_invalid_argument(make_scheduler, inputs,
 def test_unbatched_outputs_are_invalid_argument(make_scheduler, fn, message):
     scheduler = make_scheduler(BatchingOptions())
     with pytest.raises(ServingError) as err:
-        scheduler.run(FakeServable(fn=fn), "serving_default", {"x": rows(0, 2)})
+        scheduler.run(ID, FakeServable(fn=fn), SIG, {"x": rows(0, 2)})
     assert err.value == ServingError(StatusCode.INVALID_ARGUMENT, message)
 
 
@@ -285,11 +288,11 @@ def test_large_batch_splitting_runs_pieces_and_joins_outputs(make_scheduler):
         max_batch_size=8, enable_large_batch_splitting=True, max_execution_batch_size=3,
         num_batch_threads=1))
     x = rows(0, 7)
-    out = scheduler.run(servable, "serving_default", {"x": x})
+    out = scheduler.run(ID, servable, SIG, {"x": x})
     assert servable.sizes == [3, 3, 1]
     np.testing.assert_array_equal(out["y"], x * 2 + 1)
     with pytest.raises(ServingError, match="Task size 9 is larger than maximum input batch size 8"):
-        scheduler.run(servable, "serving_default", {"x": rows(0, 9)})
+        scheduler.run(ID, servable, SIG, {"x": rows(0, 9)})
 
 
 # -- options, per-model settings, lifetime -------------------------------------------------------
@@ -303,47 +306,40 @@ def test_invalid_options_are_refused():
         BatchScheduler(None, {"m": BatchingOptions(max_enqueued_batches=0)})
 
 
-def test_per_model_options(make_scheduler):
+def test_per_model_options_follow_the_servable_id(make_scheduler):
     scheduler = make_scheduler(BatchingOptions(max_batch_size=10),
-                               {"small": BatchingOptions(max_batch_size=2)},
-                               model_name=lambda servable: servable.name)
-    small, big = FakeServable("small"), FakeServable("big")
+                               {"small": BatchingOptions(max_batch_size=2)})
+    servable = FakeServable()
     with pytest.raises(ServingError, match="Task size 3 is larger than maximum input batch size 2"):
-        scheduler.run(small, "serving_default", {"x": rows(0, 3)})
-    np.testing.assert_array_equal(scheduler.run(big, "serving_default", {"x": rows(0, 3)})["y"],
-                                  rows(0, 3) * 2 + 1)
-    assert scheduler.options_for(small).max_batch_size == 2
+        scheduler.run(ServableId("small", 1), servable, SIG, {"x": rows(0, 3)})
+    np.testing.assert_array_equal(
+        scheduler.run(ServableId("big", 1), servable, SIG, {"x": rows(0, 3)})["y"],
+        rows(0, 3) * 2 + 1)
+    assert scheduler.options_for("small").max_batch_size == 2
+    assert scheduler.options_for("big").max_batch_size == 10
 
 
 def test_close_joins_threads_and_refuses_new_work():
     scheduler = BatchScheduler(BatchingOptions(num_batch_threads=2, thread_pool_name="pool"))
-    scheduler.run(FakeServable(), "serving_default", {"x": rows(0, 1)})
+    scheduler.run(ID, FakeServable(), SIG, {"x": rows(0, 1)})
     names = [t.name for t in threading.enumerate() if t.name.startswith("nbserve-pool-")]
     assert len(names) == 2
     scheduler.close()
     assert not [t for t in threading.enumerate() if t.name.startswith("nbserve-pool-")]
     with pytest.raises(ServingError) as err:
-        scheduler.run(FakeServable(), "serving_default", {"x": rows(0, 1)})
+        scheduler.run(ID, FakeServable(), SIG, {"x": rows(0, 1)})
     assert err.value.code == StatusCode.UNAVAILABLE
 
 
 def test_scheduler_for_server_options():
-    class Core:
-        def models(self):
-            return {"a": ModelConfig("a", "/models/a")}
-
-    assert scheduler_for(ServerOptions(), Core()) is None
+    assert scheduler_for(ServerOptions()) is None
     with pytest.raises(ServingError, match="without setting ServerOptions.enable_batching"):
-        scheduler_for(ServerOptions(batching=BatchingOptions()), Core())
+        scheduler_for(ServerOptions(batching=BatchingOptions()))
     scheduler = scheduler_for(ServerOptions(
-        enable_batching=True, batching_per_model={"a": BatchingOptions(max_batch_size=3)}), Core())
+        enable_batching=True, batching_per_model={"a": BatchingOptions(max_batch_size=3)}))
     try:
-        servable = FakeServable()
-        servable.export_dir = "/models/a/00000123"
-        assert scheduler.options_for(servable).max_batch_size == 3
-        other = FakeServable()
-        other.export_dir = "/models/b/1"
-        assert scheduler.options_for(other) == BatchingOptions()
+        assert scheduler.options_for("a").max_batch_size == 3
+        assert scheduler.options_for("b") == BatchingOptions()
     finally:
         scheduler.close()
 

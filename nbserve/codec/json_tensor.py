@@ -740,9 +740,6 @@ class PredictBody:
     ``explicit_signature`` is False when the body named no signature (TF Serving then says
     ``DEFAULT`` in ``Failed to get input map for signature``). ``maybe_bools`` is False only when
     the raw body has no ``true``/``false`` token (it lets numeric decoding skip a type scan).
-    ``pending_error`` holds a deferred key-check error (``read_predict_body(...,
-    defer_key_errors=True)``); ``decode_inputs`` raises it after the signature checks, which is
-    TF Serving's order (§1.3).
     """
 
     signature_name: str = "serving_default"
@@ -750,29 +747,27 @@ class PredictBody:
     data: Any = None
     explicit_signature: bool = True
     maybe_bools: bool = True
-    pending_error: ServingError | None = None
 
 
-def read_predict_body(doc: Any, raw: bytes | None = None, *,
-                      defer_key_errors: bool = False) -> PredictBody:
-    """Checks 2-3 of §1.3 and the ``instances``/``inputs`` key checks on a parsed body.
+def may_hold_bools(raw: bytes | bytearray | None) -> bool:
+    """False only when ``raw`` (the body) surely holds no ``true``/``false`` token."""
+    return not isinstance(raw, (bytes, bytearray)) or b"true" in raw or b"false" in raw
 
-    Raises ServingError(INVALID_ARGUMENT). With ``defer_key_errors`` the key-check errors (both
-    or neither key, ``instances`` not a non-empty list) are stored in ``pending_error`` instead,
-    so that a missing model or signature is reported first, as TF Serving does (§1.3).
+
+def read_predict_body(doc: Any, raw: bytes | None = None) -> PredictBody:
+    """Checks 2-3 of §1.3 and the ``instances``/``inputs`` key checks on a parsed body, at once.
+
+    (TF Serving makes the key checks after the model and signature lookup:
+    ``nbserve.codec.json_predict.JsonPredictCodec`` keeps that order.) Raises
+    ServingError(INVALID_ARGUMENT).
     """
     name, explicit = check_object_and_signature(doc)
-    maybe_bools = not isinstance(raw, (bytes, bytearray)) or b"true" in raw or b"false" in raw
-    try:
-        fmt, data = _predict_payload(doc)
-    except ServingError as err:
-        if not defer_key_errors:
-            raise
-        return PredictBody(name, "row", None, explicit, maybe_bools, err)
-    return PredictBody(name, fmt, data, explicit, maybe_bools)
+    fmt, data = predict_payload(doc)
+    return PredictBody(name, fmt, data, explicit, may_hold_bools(raw))
 
 
-def _predict_payload(doc: dict[str, Any]) -> tuple[Literal["row", "columnar"], Any]:
+def predict_payload(doc: dict[str, Any]) -> tuple[Literal["row", "columnar"], Any]:
+    """The ``instances``/``inputs`` key checks on a body object: (format, payload)."""
     if "instances" in doc:
         if "inputs" in doc:
             raise _format_error(doc, "Not formatted correctly expecting only one of 'inputs' or "
@@ -786,6 +781,14 @@ def _predict_payload(doc: dict[str, Any]) -> tuple[Literal["row", "columnar"], A
     if "inputs" in doc:
         return "columnar", doc["inputs"]
     raise invalid_argument("Missing 'inputs' or 'instances' key")
+
+
+def check_input_map(signature: Signature, signature_name: str, explicit: bool) -> None:
+    """Step 6 of §1.3: the signature has at least one input, else TF Serving's
+    ``Failed to get input map for signature: <name or DEFAULT>``."""
+    if not signature.inputs:
+        raise invalid_argument(
+            f"Failed to get input map for signature: {signature_name if explicit else 'DEFAULT'}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -1018,16 +1021,19 @@ def decode_inputs(body: PredictBody, signature: Signature) -> dict[str, np.ndarr
     DT_STRING as an object array of bytes). Shapes in the signature are not checked (TF Serving
     does not either). Raises ServingError (INVALID_ARGUMENT; UNIMPLEMENTED for dtypes JSON cannot
     express, e.g. half, in the columnar format)."""
-    if not signature.inputs:
-        name = body.signature_name if body.explicit_signature else "DEFAULT"
-        raise invalid_argument(f"Failed to get input map for signature: {name}")
-    if body.pending_error is not None:
-        raise body.pending_error
+    check_input_map(signature, body.signature_name, body.explicit_signature)
+    return decode_tensors(body.format, body.data, signature, body.maybe_bools)
+
+
+def decode_tensors(body_format: Literal["row", "columnar"], data: Any, signature: Signature,
+                   maybe_bools: bool = True) -> dict[str, np.ndarray]:
+    """Step 7 of §1.3: the ``instances`` list (``row``) or ``inputs`` value (``columnar``) as
+    the signature's input tensors. Raises ServingError (see ``decode_inputs``)."""
     dtypes = _input_dtypes(signature)
     try:
-        if body.format == "row":
-            return _decode_rows(body.data, dtypes, body.maybe_bools)
-        return _decode_columns(body.data, dtypes, body.maybe_bools)
+        if body_format == "row":
+            return _decode_rows(data, dtypes, maybe_bools)
+        return _decode_columns(data, dtypes, maybe_bools)
     except RecursionError:
         raise invalid_argument("JSON value nested too deeply") from None
 

@@ -152,7 +152,7 @@ def _examples_tensor(serialized_examples: Sequence[bytes]) -> np.ndarray:
 
 def _run(servable: Servable, signature: Signature, examples: np.ndarray,
          output_aliases: tuple[str, ...], timeout_ms: int | None) -> Mapping[str, np.ndarray]:
-    return servable.run(signature.key, {CLASSIFY_INPUTS: examples},
+    return servable.run(signature, {CLASSIFY_INPUTS: examples},
                         output_filter=list(output_aliases), timeout_ms=timeout_ms)
 
 

@@ -44,6 +44,24 @@ def numpy_dt_name(dtype: np.dtype[Any]) -> str:
     return name or f"numpy {dtype}"
 
 
+DEFAULT_SIGNATURE = "serving_default"
+
+
+def signature_not_found(key: str) -> ServingError:
+    """FAILED_PRECONDITION ``Serving signature key "<key>" not found.`` (``predict_util.cc``;
+    the gRPC and Python predict text. REST's own text lives in its codec.)"""
+    return ServingError(StatusCode.FAILED_PRECONDITION, f'Serving signature key "{key}" not found.')
+
+
+def find_signature(signatures: Mapping[str, Signature], key: str) -> Signature:
+    """``signatures[key or "serving_default"]``, else ``signature_not_found``."""
+    key = key or DEFAULT_SIGNATURE
+    signature = signatures.get(key)
+    if signature is None:
+        raise signature_not_found(key)
+    return signature
+
+
 def check_inputs(signature: Signature, inputs: Mapping[str, Any]) -> None:
     """The request names exactly the signature's inputs, else INVALID_ARGUMENT in TF Serving's
     words (``input size does not match signature`` / ``input tensor alias not found``)."""

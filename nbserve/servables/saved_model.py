@@ -35,7 +35,12 @@ import numpy as np
 
 from nbserve.errors import ServingError, StatusCode, as_serving_error
 from nbserve.servables.devices import DeviceRequest, device_index, device_kind
-from nbserve.servables.predict_util import as_feed, check_inputs, output_aliases
+from nbserve.servables.predict_util import (
+    as_feed,
+    check_inputs,
+    output_aliases,
+    signature_not_found,
+)
 from nbserve.servables.signature import Signature, TensorInfo
 
 _tf_module: Any = None
@@ -403,10 +408,11 @@ class SavedModelServable:
 
     # ---- running ---------------------------------------------------------------------------
 
-    def run(self, signature_key: str, inputs: Mapping[str, np.ndarray],
+    def run(self, signature: Signature, inputs: Mapping[str, np.ndarray],
             output_filter: Sequence[str] | None = None,
             timeout_ms: int | None = None) -> dict[str, np.ndarray]:
-        """Run a signature: inputs and outputs keyed by alias (TF Serving's ``RunPredict``).
+        """Run ``signature`` (one of ``self.signatures.values()``: the caller looked it up):
+        inputs and outputs keyed by alias (TF Serving's ``RunPredict``).
 
         Shapes are not checked (TF Serving does not). Each input's dtype must equal its graph
         tensor's dtype (string tensors take numpy object arrays of bytes; ``str`` and ``S``/``U``
@@ -419,10 +425,9 @@ class SavedModelServable:
         if self._closed:
             raise ServingError(StatusCode.FAILED_PRECONDITION,
                                f"SavedModel at {self._export_dir} has been unloaded")
-        signature = self._signatures.get(signature_key)
-        if signature is None:
-            raise ServingError(StatusCode.FAILED_PRECONDITION,
-                               f'Serving signature key "{signature_key}" not found.')
+        known = self._signatures.get(signature.key)
+        if known is not signature and known != signature:  # not one of this version's own
+            raise signature_not_found(signature.key)
         check_inputs(signature, inputs)
         fetch_aliases = output_aliases(signature, output_filter)
         plan = self._plan(signature, tuple(sorted(inputs)), tuple(sorted(fetch_aliases)))

@@ -76,10 +76,11 @@ class Servable(Protocol):
     def device(self) -> str:
         """Where this version runs, e.g. ``/device:CPU:0``."""
 
-    def run(self, signature_key: str, inputs: Mapping[str, np.ndarray],
+    def run(self, signature: Signature, inputs: Mapping[str, np.ndarray],
             output_filter: Sequence[str] | None = None,
             timeout_ms: int | None = None) -> dict[str, np.ndarray]:
-        """Run a signature; inputs and outputs keyed by alias. Raises ServingError."""
+        """Run ``signature`` (one of ``self.signatures.values()``, already looked up by the
+        caller); inputs and outputs keyed by alias. Raises ServingError."""
 
     def signature_def_map(self) -> Any:
         """The SignatureDefs as a ``tensorflow.serving.SignatureDefMap`` proto (for metadata)."""

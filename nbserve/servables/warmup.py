@@ -37,6 +37,7 @@ import numpy as np
 
 from nbserve.codec.input_proto import serialized_examples
 from nbserve.errors import ServingError, StatusCode, as_serving_error
+from nbserve.servables.predict_util import find_signature
 
 log = logging.getLogger("nbserve.warmup")
 
@@ -328,8 +329,9 @@ def run_warmup_record(servable: Any, entry: Any) -> None:
     kind = entry.WhichOneof("log_type")
     if kind == "predict_log":
         request = entry.predict_log.request
-        servable.run(request.model_spec.signature_name or inference.DEFAULT_SIGNATURE,
-                     _predict_inputs(request), output_filter=list(request.output_filter) or None)
+        signature = find_signature(servable.signatures, request.model_spec.signature_name)
+        servable.run(signature, _predict_inputs(request),
+                     output_filter=list(request.output_filter) or None)
     elif kind == "classify_log":
         request = entry.classify_log.request
         inference.run_classify(servable, request.model_spec.signature_name,

@@ -22,13 +22,12 @@ from tensorflow_serving.apis import (
     inference_pb2,
     model_management_pb2,
     model_service_pb2_grpc,
-    predict_pb2,
     prediction_service_pb2_grpc,
     regression_pb2,
 )
 
 from nbserve.codec.input_proto import serialized_examples
-from nbserve.codec.tensors import from_tensor_proto, to_tensor_proto
+from nbserve.codec.proto_predict import ProtoPredictCodec, fill_model_spec
 from nbserve.errors import ServingError, StatusCode, as_serving_error, invalid_argument
 from nbserve.transport.offload import run_in_pool
 from nbserve.service import ModelSpec, ServingService
@@ -66,13 +65,6 @@ def spec_from_proto(request: Any) -> ModelSpec:
     version = proto.version.value if which == "version" else None
     label = proto.version_label if which == "version_label" else None
     return ModelSpec(proto.name, version, label, proto.signature_name)
-
-
-def fill_spec(target: Any, name: str, version: int, signature_name: str | None) -> None:
-    target.name = name
-    target.version.value = version
-    if signature_name is not None:
-        target.signature_name = signature_name
 
 
 def fill_classification(result: Any, classes: Any, scores: Any) -> None:
@@ -145,20 +137,10 @@ class PredictionServicer(_Base, prediction_service_pb2_grpc.PredictionServiceSer
 
     def _predict(self, request: Any, context: Any) -> Any:
         spec = spec_from_proto(request)
-
-        def decode(signature):
-            return {alias: from_tensor_proto(proto, alias=alias)
-                    for alias, proto in request.inputs.items()}
-
         remaining = context.time_remaining() if context is not None else None
         timeout_ms = int(remaining * 1000) if remaining else None
-        result = self.service.predict(spec, decode, list(request.output_filter) or None,
-                                      timeout_ms=timeout_ms)
-        response = predict_pb2.PredictResponse()
-        fill_spec(response.model_spec, spec.name, result.id.version, result.signature_key)
-        for alias, array in result.outputs.items():
-            response.outputs[alias].CopyFrom(to_tensor_proto(array, self._tensor_content))
-        return response
+        return self.service.predict(spec, ProtoPredictCodec(request, self._tensor_content),
+                                    timeout_ms=timeout_ms)
 
     async def Classify(self, request, context):
         return await self._call(context, "Classify", lambda: self._classify(request),
@@ -168,7 +150,7 @@ class PredictionServicer(_Base, prediction_service_pb2_grpc.PredictionServiceSer
         spec = spec_from_proto(request)
         result = self.service.classify(spec, serialized_examples(request.input))
         response = classification_pb2.ClassificationResponse()
-        fill_spec(response.model_spec, spec.name, result.id.version, result.signature_key)
+        fill_model_spec(response.model_spec, spec.name, result.id.version, result.signature_key)
         fill_classification(response.result, result.classes, result.scores)
         return response
 
@@ -180,7 +162,7 @@ class PredictionServicer(_Base, prediction_service_pb2_grpc.PredictionServiceSer
         spec = spec_from_proto(request)
         result = self.service.regress(spec, serialized_examples(request.input))
         response = regression_pb2.RegressionResponse()
-        fill_spec(response.model_spec, spec.name, result.id.version, result.signature_key)
+        fill_model_spec(response.model_spec, spec.name, result.id.version, result.signature_key)
         fill_regression(response.result, result.values)
         return response
 
@@ -201,7 +183,7 @@ class PredictionServicer(_Base, prediction_service_pb2_grpc.PredictionServiceSer
         response = inference_pb2.MultiInferenceResponse()
         for (spec, _), result in zip(tasks, results):
             out = response.results.add()
-            fill_spec(out.model_spec, spec.name, servable_id.version, spec.signature_key)
+            fill_model_spec(out.model_spec, spec.name, servable_id.version, spec.signature_key)
             if result.classification is not None:
                 classes, scores = result.classification
                 fill_classification(out.classification_result, classes, scores)
@@ -222,7 +204,7 @@ class PredictionServicer(_Base, prediction_service_pb2_grpc.PredictionServiceSer
                 raise invalid_argument(f"Metadata field {field} is not supported")
         result = self.service.metadata(spec)
         response = get_model_metadata_pb2.GetModelMetadataResponse()
-        fill_spec(response.model_spec, spec.name, result.id.version, None)
+        fill_model_spec(response.model_spec, spec.name, result.id.version, None)
         response.metadata["signature_def"].Pack(result.signature_def_map)
         return response
 

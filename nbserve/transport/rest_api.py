@@ -22,7 +22,9 @@ from aiohttp import ClientPayloadError, web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestPayloadError
 
-from nbserve.codec import json_examples, json_status, json_tensor
+from nbserve.codec import json_examples, json_status
+from nbserve.codec.json_predict import JsonPredictCodec
+from nbserve.codec.json_tensor import parse_json
 from nbserve.transport.offload import run_in_pool
 from nbserve.errors import ServingError, StatusCode, as_serving_error
 from nbserve.service import ModelSpec, ServingService, state_entry
@@ -180,47 +182,58 @@ class RestApi:
 
     # -- routes --------------------------------------------------------------------------------
     async def _serve(self, route: RestRoute, body: bytes) -> tuple[int, bytes]:
-        handler = getattr(self, f"_{route.kind}")
         try:
-            return 200, await self._blocking(handler, route, body)
+            return 200, await self._blocking(self._route, route, body)
         except ServingError:
             raise
         except Exception as exc:  # a bug must never take the server down: report it
             log.exception("REST %s failed", route.kind)
             raise as_serving_error(exc) from exc
 
+    def _route(self, route: RestRoute, body: bytes) -> bytes:
+        """The response body for one parsed route (runs in the predict pool)."""
+        match route.kind:
+            case "predict":
+                return self._predict(route, body)
+            case "classify":
+                return self._classify(route, body)
+            case "regress":
+                return self._regress(route, body)
+            case "status":
+                return self._status(route)
+            case "metadata":
+                return self._metadata(route)
+            case "list":
+                return self._list()
+
     def _predict(self, route: RestRoute, body: bytes) -> bytes:
-        request = json_tensor.read_predict_body(json_tensor.parse_json(body), body,
-                                                defer_key_errors=True)
-        spec = ModelSpec(route.name, route.version, route.label, request.signature_name)
-        result = self.service.predict(
-            spec, lambda signature: json_tensor.decode_inputs(request, signature),
-            timeout_ms=self._timeout_ms)
-        return json_tensor.encode_predict_response(result.outputs, request.format, result.signature)
+        codec = JsonPredictCodec.from_body(body)
+        spec = ModelSpec(route.name, route.version, route.label, codec.signature_name)
+        return self.service.predict(spec, codec, timeout_ms=self._timeout_ms)
 
     def _classify(self, route: RestRoute, body: bytes) -> bytes:
-        request = json_examples.read_example_body(json_tensor.parse_json(body), body)
+        request = json_examples.read_example_body(parse_json(body), body)
         spec = ModelSpec(route.name, route.version, route.label, request.signature_name)
         result = self.service.classify(spec, json_examples.serialized_inputs(request))
         return json_examples.encode_classify_results(result.classes, result.scores)
 
     def _regress(self, route: RestRoute, body: bytes) -> bytes:
-        request = json_examples.read_example_body(json_tensor.parse_json(body), body)
+        request = json_examples.read_example_body(parse_json(body), body)
         spec = ModelSpec(route.name, route.version, route.label, request.signature_name)
         result = self.service.regress(spec, json_examples.serialized_inputs(request))
         return json_examples.encode_regress_results(result.values)
 
-    def _status(self, route: RestRoute, body: bytes) -> bytes:
+    def _status(self, route: RestRoute) -> bytes:
         # TF Serving quirk kept (§1.4): a label on the status URL is ignored.
         states = self.service.status(route.name, route.version)
         return json_status.model_status_json(state_entry(s) for s in states)
 
-    def _metadata(self, route: RestRoute, body: bytes) -> bytes:
+    def _metadata(self, route: RestRoute) -> bytes:
         result = self.service.metadata(ModelSpec(route.name, route.version, route.label))
         return json_status.model_metadata_json(route.name, result.id.version,
                                                result.signature_def_map)
 
-    def _list(self, route: RestRoute, body: bytes) -> bytes:
+    def _list(self) -> bytes:
         return json.dumps({"models": self.service.models()}, indent=1).encode()
 
 

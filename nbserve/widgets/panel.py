@@ -485,7 +485,7 @@ class ServerPanel(w.VBox):
     def try_predict(self, name: str, body: str) -> str:
         """Send ``body`` (a REST Predict body, or a bare JSON list of instances) to model
         ``name`` through the picked version; show and return the REST JSON answer."""
-        from nbserve.codec import json_tensor
+        from nbserve.codec.json_predict import JsonPredictCodec
         from nbserve.codec.json_status import error_json
         from nbserve.service import ModelSpec
 
@@ -498,14 +498,10 @@ class ServerPanel(w.VBox):
         answered: int | None = None
         try:
             version, label = R.request_target(view.picker.value, server.core.labels(name))
-            request = json_tensor.read_predict_body(json_tensor.parse_json(raw), raw,
-                                                    defer_key_errors=True)
-            spec = ModelSpec(name, version, label, request.signature_name)
-            result = server.service.predict(
-                spec, lambda signature: json_tensor.decode_inputs(request, signature))
-            answer = json_tensor.encode_predict_response(result.outputs, request.format,
-                                                         result.signature).decode()
-            answered = result.id.version
+            codec = JsonPredictCodec.from_body(raw)
+            spec = ModelSpec(name, version, label, codec.signature_name)
+            answer = server.service.predict(spec, codec).decode()
+            answered = codec.servable_id.version if codec.servable_id else None
         except Exception as exc:  # noqa: BLE001 - shown in TF Serving's words, never raised
             answer = error_json(as_serving_error(exc).message).decode()
         with self._render_lock:

@@ -266,17 +266,6 @@ def test_read_predict_body_formats_and_signature():
     assert body.explicit_signature and body.maybe_bools
 
 
-def test_deferred_key_errors_come_after_the_signature_checks():
-    doc = parse_json(b'{"foo": 1}')
-    body = read_predict_body(doc, None, defer_key_errors=True)
-    assert body.pending_error == ServingError(StatusCode.INVALID_ARGUMENT,
-                                              "Missing 'inputs' or 'instances' key")
-    no_inputs = Signature("get_counter")
-    assert error_of(decode_inputs, body, no_inputs).message == \
-        "Failed to get input map for signature: DEFAULT"
-    assert error_of(decode_inputs, body, signature(x="DT_FLOAT")) == body.pending_error
-
-
 def test_zero_input_signature_cannot_be_called():
     body = read_predict_body(parse_json(b'{"signature_name": "get_counter", "instances": [1]}'))
     err = error_of(decode_inputs, body, Signature("get_counter"))

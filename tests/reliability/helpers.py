@@ -39,7 +39,7 @@ class HalfPlusTwo:
     def device(self) -> str:
         return "/device:CPU:0"
 
-    def run(self, signature_key: str, inputs: Mapping[str, np.ndarray],
+    def run(self, signature: Signature, inputs: Mapping[str, np.ndarray],
             output_filter: Any = None, timeout_ms: int | None = None) -> dict[str, np.ndarray]:
         self.calls += 1
         self.entered.release()

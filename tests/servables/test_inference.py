@@ -262,8 +262,8 @@ class FakeServable:
         self.outputs = dict(outputs)
         self.calls: list[tuple[str, dict, list]] = []
 
-    def run(self, signature_key, inputs, output_filter=None, timeout_ms=None):
-        self.calls.append((signature_key, dict(inputs), list(output_filter or [])))
+    def run(self, signature, inputs, output_filter=None, timeout_ms=None):
+        self.calls.append((signature.key, dict(inputs), list(output_filter or [])))
         return {alias: self.outputs[alias] for alias in output_filter}
 
     def signature_def_map(self):  # pragma: no cover - not used here

@@ -23,7 +23,7 @@ from nbserve.servables.saved_model import (  # noqa: E402
     missing_saved_model_message,
     missing_tags_message,
 )
-from nbserve.servables.signature import Servable, TensorInfo  # noqa: E402
+from nbserve.servables.signature import Servable, Signature, TensorInfo  # noqa: E402
 
 pytestmark = pytest.mark.tfs_testdata
 
@@ -39,6 +39,12 @@ MODELS = {
     "counter": "saved_model_counter/00000123",
     "matrix": "matrix_half_plus_two/1",
 }
+
+
+def run(servable: Servable, key: str, inputs: dict[str, np.ndarray], **kwargs: object
+        ) -> dict[str, np.ndarray]:
+    """``servable.run`` with the signature looked up by key, as the service does."""
+    return servable.run(servable.signatures[key], inputs, **kwargs)  # type: ignore[arg-type]
 
 
 @pytest.fixture(scope="module")
@@ -142,7 +148,7 @@ def test_device_request_parsing():
 def test_half_plus_two_variants_answer(loaded, name):
     servable = loaded(name)
     assert isinstance(servable, Servable)
-    out = servable.run("serving_default", {"x": f32([1.0], [2.0], [5.0])})
+    out = run(servable, "serving_default", {"x": f32([1.0], [2.0], [5.0])})
     np.testing.assert_allclose(out["y"], f32([2.5], [3.0], [4.5]))
     assert out["y"].shape == (3, 1)
     assert servable.device == "/device:CPU:0"
@@ -152,34 +158,34 @@ def test_half_plus_two_variants_answer(loaded, name):
 @pytest.mark.parametrize("name", ["cpu", "tf2", "matrix"])
 def test_shapes_are_not_checked(loaded, name):
     """[1, 2, 5] fed as shape [3] into x declared [-1, 1] (or [1], or [-1, 3, 3]) is accepted."""
-    out = loaded(name).run("serving_default", {"x": f32(1.0, 2.0, 5.0)})
+    out = run(loaded(name), "serving_default", {"x": f32(1.0, 2.0, 5.0)})
     np.testing.assert_allclose(out["y"], f32(2.5, 3.0, 4.5))
     assert out["y"].shape == (3,)
 
 
 def test_matrix_half_plus_two(loaded):
     x = np.arange(18, dtype=np.float32).reshape(2, 3, 3)
-    out = loaded("matrix").run("serving_default", {"x": x})
+    out = run(loaded("matrix"), "serving_default", {"x": x})
     np.testing.assert_allclose(out["y"], 0.5 * x + 2)
 
 
 def test_half_plus_three(loaded):
-    out = loaded("three").run("serving_default", {"x": f32([1.0], [2.0])})
+    out = run(loaded("three"), "serving_default", {"x": f32([1.0], [2.0])})
     np.testing.assert_allclose(out["y"], f32([3.5], [4.0]))
 
 
 def test_counter_sequence(loaded):
     counter = loaded("counter")
-    seen = [float(counter.run(key, {})["output"])
+    seen = [float(run(counter, key, {})["output"])
             for key in ("get_counter", "incr_counter", "reset_counter", "incr_counter")]
-    out = counter.run("incr_counter_by", {"delta": np.array(3.0, np.float32)})
+    out = run(counter, "incr_counter_by", {"delta": np.array(3.0, np.float32)})
     assert seen == [0.0, 1.0, 0.0, 1.0]
     assert float(out["output"]) == 4.0
     assert out["output"].shape == ()
 
 
 def test_tf2_module_export_loads_and_answers(tf2_export):
-    out = tf2_export.run("serving_default", {"a": f32(1.0, 2.0),
+    out = run(tf2_export, "serving_default", {"a": f32(1.0, 2.0),
                                              "b": np.array([3, 4], np.int64)})
     np.testing.assert_allclose(out["sum"], f32(4.0, 6.0))
     np.testing.assert_allclose(out["scaled"], f32(6.0, 16.0))
@@ -189,8 +195,8 @@ def test_tf2_module_export_loads_and_answers(tf2_export):
 
 def test_output_filter_fetches_only_the_named_outputs(tf2_export):
     inputs = {"a": f32(1.0), "b": np.array([1], np.int64)}
-    assert set(tf2_export.run("serving_default", inputs, output_filter=["scaled"])) == {"scaled"}
-    both = tf2_export.run("serving_default", inputs, output_filter=["sum", "scaled"])
+    assert set(run(tf2_export, "serving_default", inputs, output_filter=["scaled"])) == {"scaled"}
+    both = run(tf2_export, "serving_default", inputs, output_filter=["sum", "scaled"])
     assert set(both) == {"sum", "scaled"}
 
 
@@ -244,7 +250,7 @@ def test_auto_without_gpu_runs_on_cpu(tfs_testdata):
     try:
         assert loader.servable().device == "/device:CPU:0"
         assert loader.detail()["device"] == "/device:CPU:0"
-        out = loader.servable().run("serving_default", {"x": f32(2.0)})
+        out = run(loader.servable(), "serving_default", {"x": f32(2.0)})
         np.testing.assert_allclose(out["y"], f32(3.0))
     finally:
         loader.unload()
@@ -257,7 +263,7 @@ def test_explicit_cpu_device_places_and_runs_the_graph_there(tfs_testdata):
     try:
         servable = loader.servable()
         assert servable.device == "/device:CPU:1"
-        np.testing.assert_allclose(servable.run("serving_default", {"x": f32(4.0)})["y"], f32(4.0))
+        np.testing.assert_allclose(run(servable, "serving_default", {"x": f32(4.0)})["y"], f32(4.0))
         assert servable._graph.get_operation_by_name("y").device == "/device:CPU:1"
         metadata = config_pb2.RunMetadata()
         servable._session.run("y:0", {"x:0": [[1.0]]}, run_metadata=metadata,
@@ -290,7 +296,7 @@ def test_gpu_device_runs_on_gpu(tfs_testdata, device):
     try:
         servable = loader.servable()
         assert servable.device == "/device:GPU:0"
-        out = servable.run("serving_default", {"x": f32(1.0, 2.0, 5.0)})
+        out = run(servable, "serving_default", {"x": f32(1.0, 2.0, 5.0)})
         np.testing.assert_allclose(out["y"], f32(2.5, 3.0, 4.5))
     finally:
         loader.unload()
@@ -357,25 +363,29 @@ def test_signature_def_map_is_a_fresh_copy(loaded):
 # ---- run errors (TF Serving's texts) --------------------------------------------------------
 
 def test_unknown_signature(loaded):
-    err = error_of(lambda: loaded("cpu").run("nope", {"x": f32(1.0)}))
+    """A Signature that is not one of the servable's own is refused (callers look it up)."""
+    foreign = Signature("nope", inputs={"x": TensorInfo("x:0", "DT_FLOAT")})
+    err = error_of(lambda: loaded("cpu").run(foreign, {"x": f32(1.0)}))
     assert err == ServingError(StatusCode.FAILED_PRECONDITION,
                                'Serving signature key "nope" not found.')
+    equal = Signature(**vars(loaded("three").signatures["serving_default"]))  # equal, not ours
+    np.testing.assert_allclose(loaded("three").run(equal, {"x": f32(2.0)})["y"], f32(4.0))
 
 
 def test_input_size_mismatch(tf2_export):
-    err = error_of(lambda: tf2_export.run("serving_default", {"a": f32(1.0), "c": f32(1.0),
+    err = error_of(lambda: run(tf2_export, "serving_default", {"a": f32(1.0), "c": f32(1.0),
                                                               "z": f32(1.0)}))
     assert err == ServingError(
         StatusCode.INVALID_ARGUMENT,
         "input size does not match signature: 3!=2 len({a,c,z}) != len({a,b}). "
         "Sent extra: {c,z}. Missing but required: {b}.")
-    err = error_of(lambda: tf2_export.run("serving_default", {}))
+    err = error_of(lambda: run(tf2_export, "serving_default", {}))
     assert err.message == ("input size does not match signature: 0!=2 len({}) != len({a,b}). "
                            "Sent extra: {}. Missing but required: {a,b}.")
 
 
 def test_unknown_input_alias_with_the_right_count(tf2_export):
-    err = error_of(lambda: tf2_export.run("serving_default", {"a": f32(1.0), "c": f32(1.0)}))
+    err = error_of(lambda: run(tf2_export, "serving_default", {"a": f32(1.0), "c": f32(1.0)}))
     assert err == ServingError(
         StatusCode.INVALID_ARGUMENT,
         "input tensor alias not found in signature: c. Inputs expected to be in the set {a,b}.")
@@ -383,36 +393,34 @@ def test_unknown_input_alias_with_the_right_count(tf2_export):
 
 def test_bad_output_filter(tf2_export):
     inputs = {"a": f32(1.0), "b": np.array([1], np.int64)}
-    err = error_of(lambda: tf2_export.run("serving_default", inputs, output_filter=["nope"]))
+    err = error_of(lambda: run(tf2_export, "serving_default", inputs, output_filter=["nope"]))
     assert err == ServingError(
         StatusCode.INVALID_ARGUMENT,
         "output tensor alias not found in signature: nope Outputs expected to be in the set "
         "{scaled,sum}.")
-    err = error_of(lambda: tf2_export.run("serving_default", inputs,
+    err = error_of(lambda: run(tf2_export, "serving_default", inputs,
                                           output_filter=["sum", "sum"]))
     assert err == ServingError(StatusCode.INVALID_ARGUMENT, "duplicate output tensor alias: sum")
 
 
 def test_wrong_dtype_is_never_cast(loaded, tf2_export):
-    err = error_of(lambda: loaded("cpu").run("serving_default",
-                                             {"x": np.array([b"1.0"], dtype=object)}))
+    err = error_of(lambda: run(loaded("cpu"), "serving_default",                                              {"x": np.array([b"1.0"], dtype=object)}))
     assert err == ServingError(StatusCode.INVALID_ARGUMENT,
                                "Expects arg[0] to be float but string is provided")
-    err = error_of(lambda: loaded("cpu").run("serving_default", {"x": np.array([1.0])}))
+    err = error_of(lambda: run(loaded("cpu"), "serving_default", {"x": np.array([1.0])}))
     assert err.message == "Expects arg[0] to be float but double is provided"
     # args are numbered by graph tensor name: serving_default_a:0 < serving_default_b:0
-    err = error_of(lambda: tf2_export.run("serving_default", {"a": f32(1.0), "b": f32(1.0)}))
+    err = error_of(lambda: run(tf2_export, "serving_default", {"a": f32(1.0), "b": f32(1.0)}))
     assert err.message == "Expects arg[1] to be int64 but float is provided"
 
 
 def test_tensorflow_runtime_errors_keep_their_code(loaded, tf2_export):
-    err = error_of(lambda: loaded("cpu").run("classify_x_to_y",
-                                             {"inputs": np.array([b"garbage"], dtype=object)}))
+    err = error_of(lambda: run(loaded("cpu"), "classify_x_to_y",                                              {"inputs": np.array([b"garbage"], dtype=object)}))
     assert err.code == StatusCode.INVALID_ARGUMENT
     assert "Could not parse example input" in err.message
-    err = error_of(lambda: tf2_export.run("pair", {"x": f32(1.0, 2.0, 3.0)}))
+    err = error_of(lambda: run(tf2_export, "pair", {"x": f32(1.0, 2.0, 3.0)}))
     assert err.code == StatusCode.INVALID_ARGUMENT
-    np.testing.assert_allclose(tf2_export.run("pair", {"x": f32(1.0, 2.0)})["y"], f32(1.0, 2.0))
+    np.testing.assert_allclose(run(tf2_export, "pair", {"x": f32(1.0, 2.0)})["y"], f32(1.0, 2.0))
 
 
 def test_string_inputs_accept_bytes_str_and_fixed_width_arrays(loaded):
@@ -422,7 +430,7 @@ def test_string_inputs_accept_bytes_str_and_fixed_width_arrays(loaded):
     example.features.feature["x"].float_list.value.append(2.0)
     data = example.SerializeToString()
     for inputs in (np.array([data], dtype=object), np.array([data])):
-        out = loaded("cpu").run("classify_x_to_y", {"inputs": inputs})
+        out = run(loaded("cpu"), "classify_x_to_y", {"inputs": inputs})
         np.testing.assert_allclose(out["scores"], f32([3.0]))
 
 
@@ -432,7 +440,7 @@ def test_timeout_becomes_deadline_exceeded(tf2_export, monkeypatch):
     from nbserve.servables import saved_model
 
     monkeypatch.setattr(saved_model, "TIMED_RUN_MIN_SECONDS", 0.0)  # time every run
-    err = error_of(lambda: tf2_export.run("spin", {"n": np.array(10**12, np.int64)},
+    err = error_of(lambda: run(tf2_export, "spin", {"n": np.array(10**12, np.int64)},
                                           timeout_ms=1))
     assert err.code == StatusCode.DEADLINE_EXCEEDED
 
@@ -440,7 +448,7 @@ def test_timeout_becomes_deadline_exceeded(tf2_export, monkeypatch):
 def test_cheap_runs_skip_the_tensorflow_deadline(loaded):
     servable = loaded("cpu")
     for _ in range(3):
-        servable.run("serving_default", {"x": f32(1.0)}, timeout_ms=60_000)
+        run(servable, "serving_default", {"x": f32(1.0)}, timeout_ms=60_000)
     plans = list(servable._plans.values())
     assert plans and all(plan.timed == {} for plan in plans)  # half_plus_two runs in µs
     assert all(0 < plan.mean_seconds < 1e-3 for plan in plans)
@@ -452,11 +460,11 @@ def test_run_with_timeout_answers_like_the_callable(loaded, tf2_export, monkeypa
 
     if always_timed:
         monkeypatch.setattr(saved_model, "TIMED_RUN_MIN_SECONDS", 0.0)
-    out = loaded("cpu").run("serving_default", {"x": f32(1.0, 2.0, 5.0)}, timeout_ms=60_000)
+    out = run(loaded("cpu"), "serving_default", {"x": f32(1.0, 2.0, 5.0)}, timeout_ms=60_000)
     np.testing.assert_allclose(out["y"], f32(2.5, 3.0, 4.5))
-    out = tf2_export.run("spin", {"n": np.array(5, np.int64)}, timeout_ms=60_000)
+    out = run(tf2_export, "spin", {"n": np.array(5, np.int64)}, timeout_ms=60_000)
     assert float(out["total"]) == 5.0
-    err = error_of(lambda: loaded("cpu").run("serving_default", {"x": np.array([1.0])},
+    err = error_of(lambda: run(loaded("cpu"), "serving_default", {"x": np.array([1.0])},
                                              timeout_ms=60_000))
     assert err.message == "Expects arg[0] to be float but double is provided"
 
@@ -468,7 +476,7 @@ def test_concurrent_runs_from_eight_threads(loaded):
     def worker(seed: int) -> None:
         for step in range(40):
             x = np.full((seed + 1, 1), float(seed * 100 + step), np.float32)
-            y = servable.run("serving_default", {"x": x})["y"]
+            y = run(servable, "serving_default", {"x": x})["y"]
             if y.shape != x.shape or not np.allclose(y, 0.5 * x + 2):
                 failures.append(f"thread {seed} step {step}: {y!r}")
 
@@ -487,11 +495,11 @@ def test_unload_closes_and_the_loader_can_load_again(tfs_testdata):
     assert error_of(loader.load).code == StatusCode.FAILED_PRECONDITION
     loader.unload()
     loader.unload()  # idempotent
-    err = error_of(lambda: servable.run("serving_default", {"x": f32(1.0)}))
+    err = error_of(lambda: run(servable, "serving_default", {"x": f32(1.0)}))
     assert err.code == StatusCode.FAILED_PRECONDITION
     loader.load()
     try:
-        out = loader.servable().run("serving_default", {"x": f32(1.0)})
+        out = run(loader.servable(), "serving_default", {"x": f32(1.0)})
         np.testing.assert_allclose(out["y"], f32(3.5))
     finally:
         loader.unload()
@@ -499,9 +507,9 @@ def test_unload_closes_and_the_loader_can_load_again(tfs_testdata):
 
 def test_output_filter_order_is_kept_and_shares_one_callable(tf2_export):
     inputs = {"a": f32(1.0), "b": np.array([1], np.int64)}
-    assert list(tf2_export.run("serving_default", inputs, output_filter=["sum", "scaled"])) == \
+    assert list(run(tf2_export, "serving_default", inputs, output_filter=["sum", "scaled"])) == \
         ["sum", "scaled"]
-    assert list(tf2_export.run("serving_default", inputs, output_filter=["scaled", "sum"])) == \
+    assert list(run(tf2_export, "serving_default", inputs, output_filter=["scaled", "sum"])) == \
         ["scaled", "sum"]
     keys = [key for key in tf2_export._plans if key[0] == "serving_default"]
     assert ("serving_default", ("a", "b"), ("scaled", "sum")) in keys
@@ -527,7 +535,7 @@ def test_loads_run_concurrently_on_a_pool(tfs_testdata):
         assert errors == []
         for loader in loaders[:3]:
             assert "serving_default" in loader.servable().signatures
-        out = loaders[1].servable().run("serving_default", {"x": f32(1.0)})
+        out = run(loaders[1].servable(), "serving_default", {"x": f32(1.0)})
         np.testing.assert_allclose(out["y"], f32(3.5))
     finally:
         for loader in loaders:

@@ -107,7 +107,9 @@ class CountingServable:
         self.device = "/device:CPU:0"
         self.calls: list[tuple[str, tuple[int, ...]]] = []
 
-    def run(self, signature_key, inputs, output_filter=None, timeout_ms=None):
+    def run(self, signature, inputs, output_filter=None, timeout_ms=None):
+        assert signature is self.signatures[signature.key]
+        signature_key = signature.key
         (array,) = inputs.values()
         self.calls.append((signature_key, array.shape))
         if signature_key == "serving_default":
@@ -224,7 +226,9 @@ def test_load_replays_the_warmup_file_before_the_servable_is_ready(half_plus_two
     loader.load()
     try:
         assert "Number of warmup records read: 2." in warmup_log.text
-        out = loader.servable().run("serving_default", {"x": np.array([[4.0]], np.float32)})
+        servable = loader.servable()
+        out = servable.run(servable.signatures["serving_default"],
+                           {"x": np.array([[4.0]], np.float32)})
         np.testing.assert_allclose(out["y"], [[4.0]])
     finally:
         loader.unload()

@@ -26,7 +26,7 @@ class GateServable:
                                                         outputs={"y": TensorInfo("y:0", "DT_FLOAT", (-1,))})}
         self.device = "/device:CPU:0"
 
-    def run(self, key, inputs, output_filter=None, timeout_ms=None):
+    def run(self, signature, inputs, output_filter=None, timeout_ms=None):
         self.entered.set()
         assert self.gate.wait(30)
         return {"y": np.asarray(inputs["x"], np.float32) * 2}
