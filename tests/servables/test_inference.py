@@ -386,8 +386,7 @@ def test_multi_inference_feeds_each_tasks_own_input_the_same_examples():
     servable = FakeServable([classify, regress], {"scores": np.array([[0.5]], np.float32),
                                                   "outputs": np.array([[1.5]], np.float32)})
     results = run_multi_inference(servable, [("r", REGRESS), ("c", CLASSIFY)], [b"ex"])
-    assert [(getattr(sig, "key", sig), list(inputs), fetch)  # a key, or a Signature (run API)
-            for sig, inputs, fetch in servable.calls] == [
+    assert [(key, list(inputs), fetch) for key, inputs, fetch in servable.calls] == [
         ("r", ["inputs"], ["outputs"]), ("c", ["inputs"], ["scores"])]
     for _, inputs, _ in servable.calls:
         assert inputs["inputs"].tolist() == [b"ex"]
