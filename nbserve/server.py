@@ -120,8 +120,7 @@ class Server:
         self._stopping = threading.Event()
         self._config_thread: threading.Thread | None = None
         self._inflight = InflightLimit(options.max_inflight_requests)  # shared by REST and gRPC
-        self._grpc_socket = ""  # issue 14: the claimed --grpc_socket_path, and its file's identity
-        self._grpc_socket_id: tuple[int, int, int] | None = None
+        self._grpc_socket: Any = None  # issue 14: unix_socket.SocketFile for --grpc_socket_path
 
     # -- start / stop --------------------------------------------------------------------------
     def start(self) -> "Server":
@@ -137,7 +136,7 @@ class Server:
             if self.options.grpc_port:
                 self._bind(self.options.grpc_port, "--port").close()  # a clear error if taken
             self._claim_grpc_socket()
-            grpc_on = self.options.grpc_port is not None or bool(self._grpc_socket)
+            grpc_on = self.options.grpc_port is not None or self._grpc_socket is not None
             self._io.start()
             if grpc_on:  # its protos import TensorFlow: before the
                 import nbserve.transport.grpc_api  # noqa: F401  loads do (a racing import fails)
@@ -200,16 +199,15 @@ class Server:
         ServerStartError naming the path."""
         if not self.options.grpc_socket_path:
             return
-        from nbserve.transport.unix_socket import SocketPathError, claim_socket_path
+        from nbserve.transport.unix_socket import SocketFile, SocketPathError, claim_socket_path
 
         try:
-            self._grpc_socket = claim_socket_path(self.options.grpc_socket_path)
+            self._grpc_socket = SocketFile(claim_socket_path(self.options.grpc_socket_path))
         except SocketPathError as exc:
             raise ServerStartError(str(exc)) from None
 
     async def _start_grpc(self, port: int | None) -> int:
         from nbserve.transport.grpc_api import start_grpc_server
-        from nbserve.transport.unix_socket import socket_identity
 
         try:
             server, bound = await start_grpc_server(
@@ -218,7 +216,8 @@ class Server:
                 reload=self.reload_config_proto,
                 observer=lambda m, a, c, s: self.metrics.observe_request(m, a, c, s, "GRPC"),
                 auth_token=self.options.auth_token, limiter=self._inflight,
-                unix_socket=self._grpc_socket, profiler=self.options.enable_profiler)
+                unix_socket=self._grpc_socket.path if self._grpc_socket else "",
+                profiler=self.options.enable_profiler)
         except OSError as exc:
             if "unix:" in str(exc):
                 raise ServerStartError(f"Cannot listen on --grpc_socket_path: {exc}") from None
@@ -226,7 +225,8 @@ class Server:
                 f"Port {port} on {self.options.host} is already in use by another process; stop "
                 "it, pick another port, or pass --port 0 to let nbserve pick a free one.") from None
         self._grpc_servers.append(server)
-        self._grpc_socket_id = socket_identity(self._grpc_socket) if self._grpc_socket else None
+        if self._grpc_socket is not None:
+            self._grpc_socket.bound()
         return int(bound)
 
     def _prometheus_path(self) -> str:
@@ -300,6 +300,8 @@ class Server:
             log.debug("discovery record not removed", exc_info=True)
         if self._config_thread is not None:
             self._config_thread.join(5)
+        if self._grpc_socket is not None:  # issue 14: gRPC unlinks the path when it stops
+            self._grpc_socket.before_stop()
         if self._io.running:
             try:
                 self._io.call(self._stop_transports(grace), timeout=grace + 10)
@@ -308,10 +310,8 @@ class Server:
             self._runners.clear()
             self._grpc_servers.clear()
             self._io.stop()
-        if self._grpc_socket:  # issue 14: the socket file goes with the server
-            from nbserve.transport.unix_socket import release_socket_path
-
-            release_socket_path(self._grpc_socket, self._grpc_socket_id)
+        if self._grpc_socket is not None:  # issue 14: the socket file goes with the server
+            self._grpc_socket.after_stop()
         if self.batcher is not None:
             self.batcher.close()  # runs the queued batches now, so no request waits a timeout out
         self._executor.shutdown(wait=True, cancel_futures=True)
@@ -365,7 +365,7 @@ class Server:
     def grpc_socket_path(self) -> str | None:
         """The absolute unix socket path gRPC also listens on (``grpc.insecure_channel(
         "unix:" + path)``), or None without ``grpc_socket_path``."""
-        return self._grpc_socket or None
+        return self._grpc_socket.path if self._grpc_socket is not None else None
 
     # -- Python API ----------------------------------------------------------------------------
     def status(self, name: str | None = None) -> dict[str, list[dict[str, Any]]]:

@@ -13,9 +13,9 @@ import pytest
 from nbserve.options import ModelConfig
 from nbserve.server import ServerStartError
 from nbserve.transport.unix_socket import (
+    SocketFile,
     SocketPathError,
     claim_socket_path,
-    release_socket_path,
     socket_identity,
 )
 
@@ -70,14 +70,18 @@ def test_a_stale_socket_file_is_removed(sock_dir):
     assert not os.path.exists(path)
 
 
-def test_a_live_socket_is_an_error_naming_the_path(sock_dir):
+def test_a_live_socket_is_taken_over_with_a_warning(sock_dir, caplog):
+    """As TF Serving's gRPC: unlink and bind again (its e2e suite starts every server on the
+    same path while the earlier ones run)."""
     path = os.path.join(sock_dir, "s.sock")
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as live:
         live.bind(path)
         live.listen(1)
-        with pytest.raises(SocketPathError, match=f"{path} is in use"):
-            claim_socket_path(path)
-    assert os.path.exists(path)  # someone else's socket is never removed
+        with caplog.at_level("WARNING", logger="nbserve.grpc"):
+            assert claim_socket_path(path) == path
+    assert not os.path.exists(path)
+    assert f"{path}: another server is listening there; this server takes the path over" in (
+        caplog.text)
 
 
 @pytest.mark.parametrize("make, message", [
@@ -97,16 +101,26 @@ def test_a_path_too_long_for_a_socket_is_an_error(sock_dir):
         claim_socket_path(os.path.join(sock_dir, "x" * 120))
 
 
-def test_release_removes_only_the_socket_it_bound(sock_dir):
+def test_socket_file_removes_only_its_own_file_and_restores_a_taken_over_one(sock_dir):
     path = os.path.join(sock_dir, "s.sock")
     stale_socket(path)
-    mine = socket_identity(path)
-    stale_socket(path + ".other")
-    os.replace(path + ".other", path)  # another process's socket now
-    release_socket_path(path, mine)
-    assert os.path.exists(path)
-    release_socket_path(path, socket_identity(path))
+    mine = SocketFile(path)
+    mine.bound()
+    mine.before_stop()
+    os.unlink(path)  # what gRPC does when it stops
+    mine.after_stop()
     assert not os.path.exists(path)
+    stale_socket(path)
+    mine = SocketFile(path)
+    mine.bound()
+    stale_socket(path + ".other")
+    os.replace(path + ".other", path)  # another server took the path over
+    theirs = socket_identity(path)
+    mine.before_stop()
+    os.unlink(path)  # gRPC again
+    mine.after_stop()
+    assert socket_identity(path) == theirs
+    assert os.listdir(sock_dir) == ["s.sock"]
 
 
 # -- served over the socket ------------------------------------------------------------------------
@@ -125,14 +139,25 @@ def test_predict_over_the_unix_socket_and_tcp(start_server, tfs_testdata, sock_d
 
 
 @pytest.mark.tfs_testdata
-def test_a_second_server_on_the_same_socket_is_refused(start_server, tfs_testdata, sock_dir):
+def test_a_second_server_takes_the_socket_over(start_server, tfs_testdata, sock_dir):
     path = os.path.join(sock_dir, "s.sock")
-    models = half_plus_two(tfs_testdata)
-    first = start_server(models, grpc_port=0, grpc_socket_path=path)
-    with pytest.raises(ServerStartError, match=f"{path} is in use"):
-        start_server(models, grpc_port=0, grpc_socket_path=path)
+    first = start_server(half_plus_two(tfs_testdata), grpc_port=0, grpc_socket_path=path)
     first.wait_until_available("default")
-    assert predict("unix:" + path) == (3.0, 123)  # the first one keeps its socket
+    assert predict("unix:" + path) == (3.0, 123)
+    half_plus_three = ModelConfig("default", str(tfs_testdata / "saved_model_half_plus_three"))
+    second = start_server([half_plus_three], grpc_port=0, grpc_socket_path=path)
+    second.wait_until_available("default")
+    assert predict("unix:" + path) == (4.0, 123)  # half_plus_three answers now
+    first.stop()
+    assert os.path.exists(path)  # the first server leaves the second one's socket alone
+    assert predict("unix:" + path) == (4.0, 123)
+
+
+def test_a_regular_file_in_the_way_fails_the_start(start_server, sock_dir):
+    path = os.path.join(sock_dir, "s.sock")
+    open(path, "w").close()
+    with pytest.raises(ServerStartError, match=f"{path} exists and is not a socket"):
+        start_server([], grpc_port=0, grpc_socket_path=path)
 
 
 @pytest.mark.tfs_testdata
