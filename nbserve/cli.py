@@ -49,8 +49,9 @@ class Flag:
 
 IMPLEMENTED: tuple[Flag, ...] = (
     Flag("port", int, 8500, "gRPC port (0 disables gRPC over TCP)"),
-    Flag("grpc_socket_path", str, "", "also serve gRPC on the unix socket at this path (a stale "
-         "socket file is replaced; removed on shutdown)"),
+    Flag("grpc_socket_path", str, "", "also serve gRPC on the unix socket at this path (a file "
+         "already there is replaced, with a warning if a server listens on it; removed on "
+         "shutdown)"),
     Flag("rest_api_port", int, 8501, "REST port (0 disables REST); nbserve defaults to 8501"),
     Flag("host", str, "127.0.0.1", "nbserve: address to bind (TF Serving binds all interfaces)"),
     Flag("model_name", str, "default", "model name in single-model mode"),
