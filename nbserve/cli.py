@@ -3,8 +3,11 @@
 Flags use TF Serving's names and meanings (spec §3), written ``--flag=value`` or ``--flag value``;
 booleans also accept a bare ``--flag``. A TF Serving flag nbserve does not implement yet is accepted
 with a warning that names it; an unknown flag is an error (exit 2). Differences, on purpose:
-``--host`` (default 127.0.0.1) chooses the bind address; relative base paths are resolved; ports
-open at once while versions load. This is the only module that installs signal handlers.
+``--host`` (default 127.0.0.1) chooses the bind address; relative base paths are resolved; a model
+that fails to load leaves the server up (END with its error). As TF Serving, gRPC and then REST open
+once every initial model is AVAILABLE or END; ``--open_ports_before_load`` opens them at once. This
+is the only module that installs signal handlers; a SIGINT/SIGTERM during the initial load stops
+the server before any port opens.
 """
 
 from __future__ import annotations
@@ -14,8 +17,9 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from nbserve.errors import ServingError
 from nbserve.options import ModelConfig, ServerOptions
@@ -43,8 +47,11 @@ class Flag:
     implemented: bool = True
 
 
-FLAGS: tuple[Flag, ...] = (
-    Flag("port", int, 8500, "gRPC port (0 disables gRPC)"),
+IMPLEMENTED: tuple[Flag, ...] = (
+    Flag("port", int, 8500, "gRPC port (0 disables gRPC over TCP)"),
+    Flag("grpc_socket_path", str, "", "also serve gRPC on the unix socket at this path (a file "
+         "already there is replaced, with a warning if a server listens on it; removed on "
+         "shutdown)"),
     Flag("rest_api_port", int, 8501, "REST port (0 disables REST); nbserve defaults to 8501"),
     Flag("host", str, "127.0.0.1", "nbserve: address to bind (TF Serving binds all interfaces)"),
     Flag("model_name", str, "default", "model name in single-model mode"),
@@ -92,15 +99,21 @@ FLAGS: tuple[Flag, ...] = (
     Flag("num_tflite_pools", int, 1, "TFLite interpreter pools (nbserve default 1)"),
     Flag("num_tflite_interpreters_per_pool", int, 1,
          "TFLite interpreters per pool (pools x this = concurrent TFLite runs)"),
-) + tuple(Flag(name, str, None, "TF Serving flag not implemented by nbserve yet", False) for name in (
-    "grpc_socket_path",
+    Flag("enable_profiler", _bool, True, "serve tensorflow.ProfilerService on the gRPC port "
+         "(TensorBoard's Capture profile, tf.profiler.experimental.client.trace)"),
+    Flag("open_ports_before_load", _bool, False, "nbserve: open gRPC and REST at once instead "
+         "of once every initial model is AVAILABLE or END"),
+)
+NOT_IMPLEMENTED = tuple(Flag(name, str, None, "TF Serving flag not implemented by nbserve yet",
+                             False) for name in (
     "enable_per_model_batching_parameters", "num_unload_threads", "flush_filesystem_caches",
     "tensorflow_session_parallelism", "tensorflow_session_config_file", "platform_config_file",
     "use_alts_credentials", "ssl_config_file", "grpc_channel_arguments", "grpc_max_threads",
-    "enable_grpc_healthcheck_service", "enable_profiler", "enable_signature_method_name_check",
+    "enable_grpc_healthcheck_service", "enable_signature_method_name_check",
     "enable_serialization_as_tensor_content", "remove_unused_fields_from_bundle_metagraph",
     "thread_pool_factory_config_file", "mixed_precision", "xla_cpu_compilation_enabled",
     "xla_gpu_compilation_enabled", "skip_initialize_tpu"))
+FLAGS: tuple[Flag, ...] = (*IMPLEMENTED, *NOT_IMPLEMENTED)
 
 FLAGS_BY_NAME = {flag.name: flag for flag in FLAGS}
 
@@ -145,7 +158,7 @@ def parse_flags(argv: Sequence[str]) -> tuple[dict[str, Any], list[str]]:
 
 
 def options_from_flags(values: dict[str, Any]) -> ServerOptions:
-    """Flag values -> ServerOptions; applies TF Serving's start-up checks (exit via ServingError)."""
+    """Flag values -> ServerOptions; applies TF Serving's start-up checks (ServingError)."""
     from nbserve import config_file
     from nbserve.transport.auth import resolve_token
 
@@ -198,6 +211,10 @@ def options_from_flags(values: dict[str, Any]) -> ServerOptions:
         prefer_tflite_model=values["prefer_tflite_model"],  # issue 14: TFLite
         num_tflite_pools=values["num_tflite_pools"],
         num_tflite_interpreters_per_pool=values["num_tflite_interpreters_per_pool"],
+        grpc_socket_path=os.path.abspath(values["grpc_socket_path"])
+        if values["grpc_socket_path"] else "",
+        enable_profiler=values["enable_profiler"],
+        open_ports_after_initial_load=not values["open_ports_before_load"],
     )
 
 
@@ -252,15 +269,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     return serve_forever(options)
 
 
+class _StopDuringStart(BaseException):
+    """A SIGINT/SIGTERM while ``Server.start()`` still waits for the initial load."""
+
+
 def serve_forever(options: ServerOptions) -> int:
     from nbserve.server import Server, ServerStartError
 
     stop = threading.Event()  # Server.start() warns when the bind is not loopback
+
+    def stop_starting(*_: Any) -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: stop.set())
+        raise _StopDuringStart  # start() cleans up what it started and re-raises
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
+        signal.signal(sig, stop_starting)
     server = Server(options)
     try:
         server.start()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: stop.set())
+    except _StopDuringStart:
+        log.info("Stopped before the ports opened")
+        server.stop(0)
+        return 0
     except (ServerStartError, ServingError) as exc:
         print(f"Failed to start server. Error: {exc}", file=sys.stderr)
         return 1
@@ -268,6 +301,8 @@ def serve_forever(options: ServerOptions) -> int:
         log.info("Exporting HTTP/REST API at:%s ...", server.rest_url)
     if server.grpc_target:
         log.info("Running gRPC ModelServer at %s ...", server.grpc_target)
+    if server.grpc_socket_path:
+        log.info("Running gRPC ModelServer at unix:%s ...", server.grpc_socket_path)
     while not stop.wait(0.5):
         pass
     log.info("Shutting down: in-flight requests get up to %g s", options.shutdown_grace_seconds)

@@ -9,6 +9,7 @@
     %tfserve logs [-n N] # the recent nbserve log lines (kept in a ring buffer, not on stderr)
     %tfserve stop        # stop this kernel's servers, free their ports
     %tfserve panel       # the widget panel (nbserve.widgets.ServerPanel) for this kernel's server
+    %tfserve profile [--duration_ms MS] [--logdir DIR]  # profile live traffic for TensorBoard
 
 Defaults: gRPC on 8500 and REST on 8501, on 127.0.0.1. ``--port 0`` / ``--rest_api_port 0``
 pick free ports: the Python socket meaning, unlike ``tensorflow_model_server`` / ``nbserve``'s CLI
@@ -34,7 +35,7 @@ from IPython.core.magic import Magics, line_magic, magics_class
 
 from nbserve import logs
 
-_ACTIONS = ("start", "stop", "status", "logs", "panel")
+_ACTIONS = ("start", "stop", "status", "logs", "panel", "profile")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -86,6 +87,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--tflite", action="store_true",  # issue 14: TFLite
                         help="serve model.tflite where a version folder has one")
     parser.add_argument("-n", "--lines", type=int, default=50, help="logs: how many lines")
+    parser.add_argument("--grpc_socket_path", default="",
+                        help="also serve gRPC on this unix socket (issue 14)")
+    parser.add_argument("--duration_ms", type=int, default=2000, help="profile: how long")
+    parser.add_argument("--logdir", default="./logs", help="profile: TensorBoard log folder")
     return parser
 
 
@@ -112,6 +117,8 @@ def serve_kwargs(args: argparse.Namespace) -> dict[str, Any]:
                               "device": args.device,
                               "max_num_load_retries": max(args.load_retries, 0),
                               "load_retry_interval_micros": 1_000_000}
+    if args.grpc_socket_path:
+        kwargs["grpc_socket_path"] = args.grpc_socket_path
     if args.config:
         kwargs["model_config_file"] = args.config
         if args.poll:
@@ -194,6 +201,14 @@ class TFServeMagics(Magics):
         from nbserve.widgets import ServerPanel
 
         return ServerPanel()
+
+    def _profile(self, args: argparse.Namespace) -> None:
+        from nbserve.profiling import profile_command
+
+        try:
+            print(profile_command(args.logdir, args.duration_ms))
+        except Exception as exc:  # noqa: BLE001 - a one-line error, the kernel lives on
+            raise UsageError(f"%tfserve profile: {_one_line(exc)}") from None
 
     def _logs(self, args: argparse.Namespace) -> None:
         logs.install()

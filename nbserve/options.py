@@ -140,6 +140,12 @@ class ServerOptions:
     prefer_tflite_model: bool = False  # serve model.tflite instead of the SavedModel when present
     num_tflite_pools: int = 1  # nbserve: TF Serving's default is the number of CPUs
     num_tflite_interpreters_per_pool: int = 1  # interpreters = pools x interpreters per pool
+    # issue 14: gRPC also on unix:<path> ("" = off); the TF profiler service on the gRPC port;
+    # open gRPC then REST only once every initial model is AVAILABLE or END (the CLI's default,
+    # as TF Serving; the notebook opens at once)
+    grpc_socket_path: str = ""
+    enable_profiler: bool = True
+    open_ports_after_initial_load: bool = False
 
     def replace(self, **changes: Any) -> ServerOptions:
         return dataclasses.replace(self, **changes)

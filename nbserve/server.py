@@ -1,8 +1,9 @@
 """Server: the synchronous, thread-safe facade used by notebooks, the CLI and tests.
 
-``Server(options).start()`` starts the lifecycle (manager + source threads), opens the REST
-socket (and gRPC, once that transport is enabled) at once on ``nbserve-io``, and returns while the
-versions are still LOADING; ``wait_until_available`` blocks until one is AVAILABLE.
+``Server(options).start()`` starts the lifecycle (manager + source threads), opens gRPC and then
+REST at once on ``nbserve-io``, and returns while the versions are still LOADING;
+``wait_until_available`` blocks until one is AVAILABLE. With ``open_ports_after_initial_load`` (the
+CLI's default, TF Serving's order) it opens them only once every initial model is AVAILABLE or END.
 
 Ports: ``None`` disables a transport, ``0`` picks a free port (the Python socket meaning; the CLI
 maps TF Serving's ``--rest_api_port=0`` = "REST off" to ``None`` before it gets here). A port held
@@ -115,6 +116,7 @@ class Server:
         self._stopping = threading.Event()
         self._config_thread: threading.Thread | None = None
         self._inflight = InflightLimit(options.max_inflight_requests)  # shared by REST and gRPC
+        self._grpc_socket: Any = None  # issue 14: unix_socket.SocketFile for --grpc_socket_path
 
     # -- start / stop --------------------------------------------------------------------------
     def start(self) -> "Server":
@@ -124,18 +126,27 @@ class Server:
             self._state = "starting"
         warn_if_exposed(self.options)
         try:
-            rest_sock = self._bind(self.options.rest_api_port, "--rest_api_port")
+            # issue 14: gRPC, then REST, as TF Serving (after the initial load on the CLI)
+            if self.options.rest_api_port:
+                self._bind(self.options.rest_api_port, "--rest_api_port").close()  # free now?
             if self.options.grpc_port:
                 self._bind(self.options.grpc_port, "--port").close()  # a clear error if taken
+            self._claim_grpc_socket()
+            grpc_on = self.options.grpc_port is not None or self._grpc_socket is not None
             self._io.start()
-            if self.options.grpc_port is not None:  # its protos import TensorFlow: before the
+            if grpc_on:  # its protos import TensorFlow: before the
                 import nbserve.transport.grpc_api  # noqa: F401  loads do (a racing import fails)
             self.core.start()
+            if self.options.open_ports_after_initial_load:
+                from nbserve.initial_load import wait_for_initial_models
+
+                wait_for_initial_models(self.core)
+            if grpc_on:
+                self.grpc_port = self._io.call(self._start_grpc(self.options.grpc_port)) or None
+            rest_sock = self._bind(self.options.rest_api_port, "--rest_api_port")
             if rest_sock is not None:
                 self.rest_port = rest_sock.getsockname()[1]
                 self._io.call(self._start_rest(rest_sock))
-            if self.options.grpc_port is not None:
-                self.grpc_port = self._io.call(self._start_grpc(self.options.grpc_port))
             self._start_config_watch()
         except BaseException:
             self._shutdown(grace=0)
@@ -179,7 +190,19 @@ class Server:
         await web.SockSite(runner, sock).start()
         self._runners.append(runner)
 
-    async def _start_grpc(self, port: int) -> int:
+    def _claim_grpc_socket(self) -> None:
+        """``--grpc_socket_path`` (issue 14): a stale socket file is removed, a live one is a
+        ServerStartError naming the path."""
+        if not self.options.grpc_socket_path:
+            return
+        from nbserve.transport.unix_socket import SocketFile, SocketPathError, claim_socket_path
+
+        try:
+            self._grpc_socket = SocketFile(claim_socket_path(self.options.grpc_socket_path))
+        except SocketPathError as exc:
+            raise ServerStartError(str(exc)) from None
+
+    async def _start_grpc(self, port: int | None) -> int:
         from nbserve.transport.grpc_api import start_grpc_server
 
         try:
@@ -188,13 +211,19 @@ class Server:
                 max_message_bytes=self.options.grpc_max_message_bytes,
                 reload=self.reload_config_proto,
                 observer=lambda m, a, c, s: self.metrics.observe_request(m, a, c, s, "GRPC"),
-                auth_token=self.options.auth_token, limiter=self._inflight)
-        except OSError:
+                auth_token=self.options.auth_token, limiter=self._inflight,
+                unix_socket=self._grpc_socket.path if self._grpc_socket else "",
+                profiler=self.options.enable_profiler)
+        except OSError as exc:
+            if "unix:" in str(exc):
+                raise ServerStartError(f"Cannot listen on --grpc_socket_path: {exc}") from None
             raise ServerStartError(
                 f"Port {port} on {self.options.host} is already in use by another process; stop "
                 "it, pick another port, or pass --port 0 to let nbserve pick a free one.") from None
         self._grpc_servers.append(server)
-        return bound
+        if self._grpc_socket is not None:
+            self._grpc_socket.bound()
+        return int(bound)
 
     def _prometheus_path(self) -> str:
         if self.options.prometheus_path:
@@ -267,6 +296,8 @@ class Server:
             log.debug("discovery record not removed", exc_info=True)
         if self._config_thread is not None:
             self._config_thread.join(5)
+        if self._grpc_socket is not None:  # issue 14: gRPC unlinks the path when it stops
+            self._grpc_socket.before_stop()
         if self._io.running:
             try:
                 self._io.call(self._stop_transports(grace), timeout=grace + 10)
@@ -275,6 +306,8 @@ class Server:
             self._runners.clear()
             self._grpc_servers.clear()
             self._io.stop()
+        if self._grpc_socket is not None:  # issue 14: the socket file goes with the server
+            self._grpc_socket.after_stop()
         if self.batcher is not None:
             self.batcher.close()  # runs the queued batches now, so no request waits a timeout out
         self._executor.shutdown(wait=True, cancel_futures=True)
@@ -323,6 +356,12 @@ class Server:
     def grpc_target(self) -> str | None:
         """``host:port`` for ``grpc.insecure_channel``, or None when gRPC is off."""
         return f"{self._url_host()}:{self.grpc_port}" if self.grpc_port else None
+
+    @property
+    def grpc_socket_path(self) -> str | None:
+        """The absolute unix socket path gRPC also listens on (``grpc.insecure_channel(
+        "unix:" + path)``), or None without ``grpc_socket_path``."""
+        return self._grpc_socket.path if self._grpc_socket is not None else None
 
     # -- Python API ----------------------------------------------------------------------------
     def status(self, name: str | None = None) -> dict[str, list[dict[str, Any]]]:

@@ -19,12 +19,16 @@ from tests.transport.rest_client import call
 def test_flag_syntax_and_defaults(tmp_path):
     values, warnings = parse_flags(["--model_name=m", "--model_base_path", str(tmp_path),
                                     "--rest_api_enable_cors_support", "--port=0",
-                                    "--rest_api_port", "0", "--grpc_socket_path=/tmp/x.sock"])
+                                    "--rest_api_port", "0", "--grpc_channel_arguments=a=1",
+                                    "--grpc_socket_path=/tmp/x.sock"])
     assert values["model_name"] == "m" and values["rest_api_enable_cors_support"] is True
-    assert warnings == ["flag --grpc_socket_path is a TF Serving flag that nbserve does not "
-                        "implement yet; ignored"]
+    assert warnings == ["flag --grpc_channel_arguments is a TF Serving flag that nbserve does "
+                        "not implement yet; ignored"]
     options = options_from_flags(values)
     assert options.rest_api_port is None and options.grpc_port is None  # 0 = off, as TF Serving
+    assert options.grpc_socket_path == "/tmp/x.sock"
+    assert options.enable_profiler is True  # TF Serving's default
+    assert options.open_ports_after_initial_load is True  # TF Serving's order on the command line
     assert options.models[0].base_path == str(tmp_path)
     assert options.host == "127.0.0.1"
 
@@ -48,7 +52,7 @@ def test_bad_flags(argv, message):
 
 def test_missing_model_is_an_error():
     values, _ = parse_flags([])
-    with pytest.raises(UsageError, match="model_base_path and server_options.model_config_file"):
+    with pytest.raises(UsageError, match=r"model_base_path and server_options\.model_config_file"):
         options_from_flags(values)
 
 
@@ -60,7 +64,7 @@ def run_cli(*args, **kw):
 
 def test_unknown_flag_exits_2():
     proc = run_cli("--bogus=1")
-    out, err = proc.communicate(timeout=60)
+    _, err = proc.communicate(timeout=60)
     assert proc.returncode == 2
     assert "unknown flag: --bogus" in err
 
@@ -106,7 +110,7 @@ def test_port_in_use_is_a_clear_error(tmp_path):
         held.listen(1)
         port = held.getsockname()[1]
         proc = run_cli(f"--model_base_path={tmp_path}", f"--rest_api_port={port}", "--port=0")
-        out, err = proc.communicate(timeout=60)
+        _, err = proc.communicate(timeout=60)
     assert proc.returncode == 1
     assert f"Port {port} on 127.0.0.1 is already in use" in err
     assert "--rest_api_port 0" in err

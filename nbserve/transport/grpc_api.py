@@ -36,6 +36,7 @@ from nbserve.transport.admission import InflightLimit
 from nbserve.transport.auth import grpc_auth_interceptor
 from nbserve.transport.offload import run_in_pool
 from nbserve.transport.status_map import grpc_status
+from nbserve.transport.unix_socket import grpc_address
 
 log = logging.getLogger("nbserve.grpc")
 
@@ -254,15 +255,20 @@ def channel_options(max_message_bytes: int) -> list[tuple[str, int]]:
             ("grpc.so_reuseport", 0)]
 
 
-async def start_grpc_server(service: ServingService, executor: Executor, host: str, port: int,
-                            *, max_message_bytes: int, reload: ReloadHandler | None = None,
+async def start_grpc_server(service: ServingService, executor: Executor, host: str,
+                            port: int | None, *, max_message_bytes: int,
+                            reload: ReloadHandler | None = None,
                             observer: RequestObserver | None = None, auth_token: str = "",
-                            limiter: InflightLimit | None = None) -> tuple[Any, int]:
+                            limiter: InflightLimit | None = None, unix_socket: str = "",
+                            profiler: bool = False) -> tuple[Any, int]:
     """Start a grpc.aio server on the running loop; returns (server, bound port).
 
     ``auth_token`` (nbserve): every call needs the metadata ``authorization: Bearer <token>``
     (the health service is exempt on a loopback ``host``). ``limiter`` bounds the RPCs in flight.
-    Raises OSError naming the port when it cannot bind.
+    Raises OSError naming the port when it cannot bind. ``unix_socket`` (issue 14, an absolute
+    path claimed by ``nbserve.transport.unix_socket``): also listen on ``unix:<path>``; with
+    ``port`` None gRPC listens there only (the bound port returned is then 0). ``profiler``:
+    also serve ``tensorflow.ProfilerService`` (``nbserve.transport.profiler``).
     """
     from grpc_health.v1 import (  # type: ignore[import-untyped]
         health,
@@ -284,14 +290,27 @@ async def start_grpc_server(service: ServingService, executor: Executor, host: s
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     for name in ("", PREDICTION_SERVICE, MODEL_SERVICE, "PredictionService", "ModelService"):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    if profiler:
+        from nbserve.transport.profiler import profiler_handler
+
+        server.add_generic_rpc_handlers((profiler_handler(),))
     reflection.enable_server_reflection(
         (PREDICTION_SERVICE, MODEL_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
-    address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    bound = 0
+    if port is not None:
+        bound = _listen(server, f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
+    if unix_socket:
+        _listen(server, grpc_address(unix_socket))
+    await server.start()
+    return server, bound
+
+
+def _listen(server: Any, address: str) -> int:
+    """``add_insecure_port`` with an OSError naming the address when it cannot bind."""
     try:
-        bound = server.add_insecure_port(address)
+        bound = int(server.add_insecure_port(address))
     except RuntimeError as exc:
         raise OSError(f"cannot bind gRPC to {address}: {exc}") from None
     if not bound:
         raise OSError(f"cannot bind gRPC to {address}")
-    await server.start()
-    return server, bound
+    return bound
