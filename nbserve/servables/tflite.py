@@ -28,7 +28,12 @@ from typing import Any
 import numpy as np
 
 from nbserve.errors import ServingError, StatusCode, as_serving_error
-from nbserve.servables.predict_util import as_feed, check_inputs, output_aliases
+from nbserve.servables.predict_util import (
+    as_feed,
+    check_inputs,
+    output_aliases,
+    signature_not_found,
+)
 from nbserve.servables.signature import Signature
 from nbserve.servables.tflite_signatures import (
     DEFAULT_SIGNATURE,
@@ -199,12 +204,9 @@ class TfLiteServable:
         if self._closed:
             raise ServingError(StatusCode.FAILED_PRECONDITION,
                                f"TFLite model at {self._export_dir} has been unloaded")
-        if isinstance(signature, str):  # the protocol before PROTOCOL-CHANGES item 1
-            found = self._signatures.get(signature)
-            if found is None:
-                raise ServingError(StatusCode.FAILED_PRECONDITION,
-                                   f'Serving signature key "{signature}" not found.')
-            signature = found
+        known = self._signatures.get(signature.key)
+        if known is not signature and known != signature:  # not one of this version's own
+            raise signature_not_found(signature.key)
         binding = self._bindings[signature.key]
         check_inputs(signature, inputs)
         fetch = output_aliases(signature, output_filter)
