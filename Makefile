@@ -1,4 +1,5 @@
-# nbserve: `make demo` serves the bundled example model; `make test` runs every test.
+# nbserve: `make demo` serves the bundled example model; `make test` runs every test;
+# `make lint` checks style (ruff), types (mypy --strict), layers (import-linter) and the lab extension.
 # Both bootstrap .venv on a fresh machine (Python 3.10+ with venv and pip).
 
 PYTHON ?= python3
@@ -7,7 +8,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: demo test venv clean bench
+.PHONY: demo test lint venv clean bench
 
 venv: $(STAMP)
 
@@ -25,6 +26,21 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m pytest $(PYTEST_ARGS)
+
+# Every check reads its configuration from pyproject.toml (ruff, mypy, import-linter) or
+# labextension/ (tsconfig.json, eslint.config.mjs). PYTHONPATH: lint this tree, whatever
+# checkout the venv was installed from.
+LABEXT_NODE := labextension/node_modules/.package-lock.json
+
+$(LABEXT_NODE): labextension/package.json labextension/package-lock.json
+	cd labextension && npm ci --no-audit --no-fund
+	touch $@
+
+lint: $(STAMP) $(LABEXT_NODE)
+	$(VENV)/bin/ruff check .
+	PYTHONPATH=$(CURDIR) $(VENV)/bin/mypy
+	PYTHONPATH=$(CURDIR) $(VENV)/bin/lint-imports
+	cd labextension && npm run --silent lint
 
 # The benchmark of issue 6 (bench/RESULTS.md, bench/results.png); ~12 min, BENCH_QUICK=1 ~2 min.
 # The peers get their own venvs under .cache/bench-venvs on first use (PyPI, a few minutes).

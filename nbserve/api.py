@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from typing import Any
 
 from nbserve.options import ModelConfig, ServerOptions
@@ -52,7 +53,7 @@ def _holds_versions(folder: str) -> bool:
 
 def serve(path: str | None, name: str | None = None, port: int | None = 8500,
           rest_api_port: int | None = 8501, host: str = "127.0.0.1", device: str = "auto",
-          **options: Any) -> Server:
+          isolate: bool = False, switch_interval: float | None = 0.001, **options: Any) -> Any:
     """Start a server in background threads and return it (versions may still be LOADING).
 
     ``path`` is a model's base path (numeric version folders; the model is named after the folder
@@ -61,8 +62,13 @@ def serve(path: str | None, name: str | None = None, port: int | None = 8500,
     paths resolve against the current directory. Ports: ``0`` picks a free port (the Python
     socket meaning; the CLI's ``--rest_api_port=0`` means "REST off" instead), ``None`` disables
     that transport. A server of this process that holds one of the requested non-zero ports is
-    stopped first (re-running a notebook cell replaces its server). Other keyword arguments are
-    ``ServerOptions`` fields.
+    stopped first (re-running a notebook cell replaces its server). ``isolate=True`` runs the
+    server in a child process (``nbserve.isolation.IsolatedServer``, same API): a crash there
+    never takes the kernel down. ``switch_interval`` (seconds, default 1 ms) lowers Python's GIL
+    switch interval (``sys.setswitchinterval``, 5 ms by default) for an in-process server, so a
+    cell running a pure-Python loop delays requests ~3x less (bench/busy_kernel.py); it never
+    raises an interval that is already lower, and None leaves it alone. Other keyword arguments
+    are ``ServerOptions`` fields.
     """
     config_file = options.pop("model_config_file", "") or ""
     if path and os.path.isfile(os.path.expanduser(path)):
@@ -86,4 +92,10 @@ def serve(path: str | None, name: str | None = None, port: int | None = 8500,
     opts = ServerOptions(models=models, grpc_port=port, rest_api_port=rest_api_port, host=host,
                          device=device, **options)
     stop_servers_on_ports((port, rest_api_port))
+    if isolate:
+        from nbserve.isolation import IsolatedServer
+
+        return IsolatedServer(opts).start()
+    if switch_interval is not None and sys.getswitchinterval() > switch_interval:
+        sys.setswitchinterval(switch_interval)
     return Server(opts).start()

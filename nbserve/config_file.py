@@ -15,9 +15,10 @@ text-format parser with its real errors. Every error is a ServingError: syntax e
 INVALID_ARGUMENT ``Error parsing text-format <message> from <source>: line L, column C: <detail>``,
 unreadable files carry the file name (NOT_FOUND for a missing one).
 
-nbserve differs from TF Serving in one deliberate way: a relative ``base_path`` is resolved against
-``base_dir`` (the config file's folder when the file is loaded with ``load_model_server_config``); TF
-Serving rejects it, and so does this module when ``base_dir`` is None.
+nbserve differs from TF Serving in one deliberate way: a relative ``base_path`` is resolved
+against ``base_dir`` (the config file's folder when the file is loaded with
+``load_model_server_config``); TF Serving rejects it, and so does this module when ``base_dir`` is
+None.
 
 Pure functions, thread-safe; no TensorFlow import.
 """
@@ -27,10 +28,16 @@ from __future__ import annotations
 import errno
 import os
 import re
-from typing import Iterable
+from collections.abc import Iterable
+from typing import Any, TypeAlias, TypeVar
 
-from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, text_format
-from google.protobuf import wrappers_pb2
+from google.protobuf import (
+    descriptor_pb2,
+    descriptor_pool,
+    message_factory,
+    text_format,
+    wrappers_pb2,
+)
 from google.protobuf.message import Message
 from tensorflow_serving.config import model_server_config_pb2
 
@@ -38,6 +45,10 @@ from nbserve.errors import ServingError, StatusCode
 from nbserve.options import BatchingOptions, ModelConfig, VersionPolicy
 
 ModelServerConfig = model_server_config_pb2.ModelServerConfig
+# tensorflow-serving-api's generated classes carry no types: a ModelServerConfig (or one of its
+# nested messages) is Any to mypy. The alias names what the value is.
+ModelServerConfigProto: TypeAlias = Any
+MessageT = TypeVar("MessageT", bound=Message)
 
 TENSORFLOW_PLATFORM = "tensorflow"
 SUPPORTED_PLATFORMS = frozenset({TENSORFLOW_PLATFORM})
@@ -47,7 +58,7 @@ CUSTOM_CONFIG_NOT_SUPPORTED = ("ServerModelConfig type not supported by HandleRe
                                "Only ModelConfigList is currently supported")
 
 
-# ---------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # ModelServerConfig
 
 
@@ -55,11 +66,11 @@ def parse_model_server_config(text: str, *, source: str = "<string>",
                               base_dir: str | None = None) -> tuple[ModelConfig, ...] | None:
     """Parse and validate a ModelServerConfig text proto.
 
-    Returns None when the text holds no config at all (empty, or only comments: TF Serving starts with
-    no models, "Taking no action for empty config", but refuses to *reload* to it), and ``()`` for an
-    empty ``model_config_list {}`` (valid; it unloads every model). ``source`` names the text in parse
-    errors. Relative base paths are resolved against ``base_dir``, or rejected when it is None.
-    Raises ServingError(INVALID_ARGUMENT) on syntax or validation errors (see
+    Returns None when the text holds no config at all (empty, or only comments: TF Serving starts
+    with no models, "Taking no action for empty config", but refuses to *reload* to it), and ``()``
+    for an empty ``model_config_list {}`` (valid; it unloads every model). ``source`` names the
+    text in parse errors. Relative base paths are resolved against ``base_dir``, or rejected when
+    it is None. Raises ServingError(INVALID_ARGUMENT) on syntax or validation errors (see
     ``model_configs_from_proto``).
     """
     proto = _parse_text(text, ModelServerConfig(), source)
@@ -79,7 +90,7 @@ def load_model_server_config(path: str | os.PathLike[str]) -> tuple[ModelConfig,
                                      base_dir=os.path.dirname(os.path.abspath(path)))
 
 
-def model_configs_from_proto(proto: ModelServerConfig, *,
+def model_configs_from_proto(proto: ModelServerConfigProto, *,
                              base_dir: str | None = None) -> tuple[ModelConfig, ...]:
     """Validate a parsed ModelServerConfig and convert its ``model_config_list``.
 
@@ -94,8 +105,9 @@ def model_configs_from_proto(proto: ModelServerConfig, *,
     * the platform (``model_platform``, or the deprecated ``model_type``): missing, both set, or not
       ``tensorflow`` (``Model <m> requests unsupported platform <p>``).
 
-    Version policy: ``latest {num_versions: N}`` (0 behaves as 1), ``all {}``, ``specific {versions}``,
-    unset -> latest 1. ``version_labels`` become a dict. ``logging_config`` is ignored.
+    Version policy: ``latest {num_versions: N}`` (0 behaves as 1), ``all {}``,
+    ``specific {versions}``, unset -> latest 1. ``version_labels`` become a dict.
+    ``logging_config`` is ignored.
     """
     if proto.WhichOneof("config") != "model_config_list":
         raise _invalid(CUSTOM_CONFIG_NOT_SUPPORTED)
@@ -110,10 +122,10 @@ def model_configs_from_proto(proto: ModelServerConfig, *,
         ModelConfig(name=entry.name, base_path=base_path, model_platform=_platform(entry),
                     version_policy=_version_policy(entry),
                     version_labels=dict(entry.version_labels))
-        for entry, base_path in zip(entries, base_paths))
+        for entry, base_path in zip(entries, base_paths, strict=False))
 
 
-def model_server_config_to_proto(models: Iterable[ModelConfig]) -> ModelServerConfig:
+def model_server_config_to_proto(models: Iterable[ModelConfig]) -> ModelServerConfigProto:
     """The ModelServerConfig (a ``model_config_list``) listing ``models``, in order.
 
     A default policy (latest 1) is left out; labels are written sorted by name.
@@ -143,8 +155,8 @@ def model_server_config_to_text(models: Iterable[ModelConfig]) -> str:
     return text_format.MessageToString(model_server_config_to_proto(models))
 
 
-def _base_path(entry, base_dir: str | None) -> str:
-    path = entry.base_path
+def _base_path(entry: ModelServerConfigProto, base_dir: str | None) -> str:
+    path: str = entry.base_path
     if "://" in path or os.path.isabs(path):
         return path
     if base_dir is None or not path:
@@ -153,13 +165,14 @@ def _base_path(entry, base_dir: str | None) -> str:
     return os.path.normpath(os.path.join(os.path.abspath(base_dir), path))
 
 
-def _platform(entry) -> str:
+def _platform(entry: ModelServerConfigProto) -> str:
     if entry.model_type != model_server_config_pb2.MODEL_TYPE_UNSPECIFIED:
         if entry.model_platform:
             raise _invalid("Illegal setting both ModelServerConfig::model_type (deprecated) and "
                            "ModelServerConfig::model_platform.")
         if entry.model_type != model_server_config_pb2.TENSORFLOW:
-            raise _invalid(f"ModelServerConfig::model_type choice {entry.model_type} not supported.")
+            raise _invalid(
+                f"ModelServerConfig::model_type choice {entry.model_type} not supported.")
         platform = TENSORFLOW_PLATFORM
     elif not entry.model_platform:
         raise _invalid("Illegal setting neither ModelServerConfig::model_type (deprecated) nor "
@@ -171,7 +184,7 @@ def _platform(entry) -> str:
     return platform
 
 
-def _version_policy(entry) -> VersionPolicy:
+def _version_policy(entry: ModelServerConfigProto) -> VersionPolicy:
     policy = entry.model_version_policy
     choice = policy.WhichOneof("policy_choice")
     if choice == "all":
@@ -183,14 +196,14 @@ def _version_policy(entry) -> VersionPolicy:
     return VersionPolicy()
 
 
-# ---------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # BatchingParameters and MonitoringConfig (messages not shipped in tensorflow-serving-api)
 
 _WRAPPERS = "google/protobuf/wrappers.proto"
 _F = descriptor_pb2.FieldDescriptorProto
 
 
-def _build_messages() -> tuple[type[Message], type[Message]]:
+def _build_messages() -> tuple[type[Any], type[Any]]:
     """BatchingParameters (``session_bundle_config.proto``) and MonitoringConfig, by descriptor.
 
     Field names and types are TF Serving's; only text format is used here, so field numbers matter
@@ -204,7 +217,9 @@ def _build_messages() -> tuple[type[Message], type[Message]]:
                                               package="tensorflow.serving", syntax="proto3",
                                               dependency=[_WRAPPERS])
 
-    def add(message, name, number, kind, type_name=None, repeated=False):
+    def add(message: descriptor_pb2.DescriptorProto, name: str, number: int,
+            kind: descriptor_pb2.FieldDescriptorProto.Type.ValueType, type_name: str | None = None,
+            repeated: bool = False) -> None:
         message.field.add(name=name, number=number, type=kind, type_name=type_name,
                           label=_F.LABEL_REPEATED if repeated else _F.LABEL_OPTIONAL)
 
@@ -228,8 +243,13 @@ def _build_messages() -> tuple[type[Message], type[Message]]:
     add(monitoring, "prometheus_config", 1, _F.TYPE_MESSAGE, ".tensorflow.serving.PrometheusConfig")
 
     pool.Add(file)
-    return tuple(message_factory.GetMessageClass(pool.FindMessageTypeByName(
-        f"tensorflow.serving.{name}")) for name in ("BatchingParameters", "MonitoringConfig"))
+
+    # Classes made from descriptors at run time: no static fields, so Any to mypy.
+    def message_class(name: str) -> type[Any]:
+        return message_factory.GetMessageClass(
+            pool.FindMessageTypeByName(f"tensorflow.serving.{name}"))
+
+    return message_class("BatchingParameters"), message_class("MonitoringConfig")
 
 
 BatchingParameters, MonitoringConfig = _build_messages()
@@ -240,13 +260,14 @@ def parse_batching_parameters(text: str, *, source: str = "<string>") -> Batchin
 
     Omitted fields keep BatchingOptions' defaults (TF's shared batch scheduler's). Validation, all
     INVALID_ARGUMENT: ``max_batch_size``, ``max_enqueued_batches``, ``num_batch_threads`` and
-    ``max_execution_batch_size`` must be positive and ``batch_timeout_micros`` non-negative when given
-    (``<field> must be positive; was <n>``); ``allowed_batch_sizes`` must increase
-    (``allowed_batch_sizes entries must be monotonically increasing``) and end at the batch size limit
-    (``Last entry in allowed_batch_sizes must match max_batch_size; last entry was <a>; expected <b>``;
-    the limit is ``max_execution_batch_size`` when ``enable_large_batch_splitting`` is on, as in TF
-    Serving). ``thread_pool_name``, ``enable_large_batch_splitting`` and ``max_execution_batch_size``
-    are kept (an omitted ``max_execution_batch_size`` is None: ``max_batch_size``).
+    ``max_execution_batch_size`` must be positive and ``batch_timeout_micros`` non-negative when
+    given (``<field> must be positive; was <n>``); ``allowed_batch_sizes`` must increase
+    (``allowed_batch_sizes entries must be monotonically increasing``) and end at the batch size
+    limit (``Last entry in allowed_batch_sizes must match max_batch_size; last entry was <a>;
+    expected <b>``; the limit is ``max_execution_batch_size`` when ``enable_large_batch_splitting``
+    is on, as in TF Serving). ``thread_pool_name``, ``enable_large_batch_splitting`` and
+    ``max_execution_batch_size`` are kept (an omitted ``max_execution_batch_size`` is None:
+    ``max_batch_size``).
     """
     proto = _parse_text(text, BatchingParameters(), source)
     defaults = BatchingOptions()
@@ -254,9 +275,10 @@ def parse_batching_parameters(text: str, *, source: str = "<string>") -> Batchin
     def wrapped(name: str, default: int, minimum: int) -> int:
         if not proto.HasField(name):
             return default
-        value = getattr(proto, name).value
+        value: int = getattr(proto, name).value
         if value < minimum:
-            raise _invalid(f"{name} must be {'positive' if minimum else 'non-negative'}; was {value}")
+            kind = "positive" if minimum else "non-negative"
+            raise _invalid(f"{name} must be {kind}; was {value}")
         return value
 
     max_batch_size = wrapped("max_batch_size", defaults.max_batch_size, 1)
@@ -315,7 +337,7 @@ def load_monitoring_config(path: str | os.PathLike[str]) -> tuple[bool, str]:
     return parse_monitoring_config(_read(path), source=path)
 
 
-# ---------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # shared helpers
 
 _LOCATION = re.compile(r"^\d+(?::\d+)? : ")
@@ -327,8 +349,8 @@ def _invalid(message: str) -> ServingError:
     return ServingError(StatusCode.INVALID_ARGUMENT, message)
 
 
-def _parse_text(text: str, message: Message, source: str):
-    """``text_format.Parse`` with its errors as INVALID_ARGUMENT naming the source, line and column."""
+def _parse_text(text: str, message: MessageT, source: str) -> MessageT:
+    """``text_format.Parse``; its errors become INVALID_ARGUMENT naming source, line and column."""
     prefix = f"Error parsing text-format {message.DESCRIPTOR.full_name} from {source}"
     try:
         return text_format.Parse(text, message)

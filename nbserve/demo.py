@@ -10,6 +10,7 @@ import argparse
 import os
 import signal
 import threading
+from typing import Any
 
 DEFAULT_DIR = os.path.join(".cache", "demo_models", "half_plus_two")
 
@@ -22,18 +23,16 @@ def build_half_plus_two(base_path: str) -> int:
         return 1
     import tensorflow as tf
 
-    class HalfPlusTwo(tf.Module):
-        def __init__(self):
-            super().__init__()
-            self.a = tf.Variable(0.5)
-            self.b = tf.Variable(2.0)
+    module = tf.Module()
+    module.a = tf.Variable(0.5)
+    module.b = tf.Variable(2.0)
 
-        @tf.function(input_signature=[tf.TensorSpec([None], tf.float32, name="x")])
-        def __call__(self, x):
-            return {"y": self.a * x + self.b}
+    def half_plus_two(x: Any) -> dict[str, Any]:
+        return {"y": module.a * x + module.b}
 
-    module = HalfPlusTwo()
-    return export(module, base_path, version=1, signatures={"serving_default": module.__call__})
+    module.serve = tf.function(half_plus_two,
+                               input_signature=[tf.TensorSpec([None], tf.float32, name="x")])
+    return export(module, base_path, version=1, signatures={"serving_default": module.serve})
 
 
 def main() -> int:

@@ -2,7 +2,8 @@
 
 ``StatusCode`` mirrors ``tensorflow.error.Code`` (the numbers are the gRPC / absl numbers), so a
 transport turns a ``ServingError`` into its own status through one table
-(``nbserve.transport.status_map``) and the message reaches the client verbatim, in TF Serving's words.
+(``nbserve.transport.status_map``) and the message reaches the client verbatim, in TF Serving's
+words.
 """
 
 from __future__ import annotations

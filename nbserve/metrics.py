@@ -9,16 +9,17 @@ would add ``_total``/``_created``; TF Serving does not).
 from __future__ import annotations
 
 import math
-from typing import Iterable
+from collections.abc import Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.metrics_core import Metric
 
 from nbserve.core.events import ServableState
 from nbserve.errors import StatusCode
 
 DEFAULT_PATH = "/monitoring/prometheus/metrics"
 # TF Serving's request latency buckets: exponential 10 * 1.8^k µs, 33 of them.
-LATENCY_BUCKETS_US = tuple(10 * 1.8**k for k in range(33)) + (math.inf,)
+LATENCY_BUCKETS_US = (*(10 * 1.8**k for k in range(33)), math.inf)
 
 
 class ServingMetrics:
@@ -81,7 +82,7 @@ def _number(value: float) -> str:
     return repr(float(value)) if value != int(value) else str(int(value))
 
 
-def render(families: Iterable) -> str:
+def render(families: Iterable[Metric]) -> str:
     lines = []
     for family in families:
         lines.append(f"# TYPE {family.name} {family.type}")

@@ -2,15 +2,23 @@
 
 Defaults are TF Serving's (``tensorflow_serving/model_servers/server.h``) unless a comment says
 otherwise; nbserve's own additions are marked "nbserve".
+
+``ServerOptions`` is the flat record the CLI, ``nbserve.serve`` and tests fill in (one field per
+TF Serving flag). Each component takes only its own record (``ManagerOptions``,
+``FileSystemSourceOptions``, ``ServerCoreOptions``), as TF Serving gives ``ServerCore`` its
+``ServerCore::Options``; ``core_options()`` is the one place that builds them from
+``ServerOptions``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Iterable, Literal, Mapping
+from typing import Any, Literal
 
 PolicyKind = Literal["latest", "all", "specific"]
+AspiredVersionPolicyName = Literal["availability_preserving", "resource_preserving"]
 
 
 @dataclass(frozen=True)
@@ -26,16 +34,16 @@ class VersionPolicy:
     versions: tuple[int, ...] = ()
 
     @staticmethod
-    def latest(num_versions: int = 1) -> "VersionPolicy":
+    def latest(num_versions: int = 1) -> VersionPolicy:
         return VersionPolicy("latest", num_versions=num_versions)
 
     @staticmethod
-    def all() -> "VersionPolicy":
+    def all() -> VersionPolicy:
         return VersionPolicy("all")
 
     @staticmethod
-    def specific(*versions: int) -> "VersionPolicy":
-        return VersionPolicy("specific", versions=tuple(sorted(set(int(v) for v in versions))))
+    def specific(*versions: int) -> VersionPolicy:
+        return VersionPolicy("specific", versions=tuple(sorted({int(v) for v in versions})))
 
     def select(self, on_disk: Iterable[int]) -> list[int]:
         """The aspired versions among ``on_disk``, highest first. Pure."""
@@ -72,7 +80,7 @@ class BatchingOptions:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """One entry of ``model_config_list`` (``tensorflow_serving/config/model_server_config.proto``)."""
+    """One entry of ``model_config_list`` (TF Serving's ``config/model_server_config.proto``)."""
 
     name: str
     base_path: str
@@ -80,7 +88,7 @@ class ModelConfig:
     version_policy: VersionPolicy = field(default_factory=VersionPolicy)
     version_labels: Mapping[str, int] = field(default_factory=dict)
 
-    def replace(self, **changes) -> "ModelConfig":
+    def replace(self, **changes: Any) -> ModelConfig:
         return dataclasses.replace(self, **changes)
 
 
@@ -101,8 +109,7 @@ class ServerOptions:
     max_num_load_retries: int = 5
     load_retry_interval_micros: int = 60_000_000
     num_load_threads: int = 0  # 0: nbserve uses 4 load threads, so a slow load never blocks others
-    aspired_version_policy: Literal["availability_preserving", "resource_preserving"] = (
-        "availability_preserving")
+    aspired_version_policy: AspiredVersionPolicyName = "availability_preserving"
     saved_model_tags: tuple[str, ...] = ("serve",)
     device: Literal["auto", "cpu", "gpu"] = "auto"  # nbserve
     per_process_gpu_memory_fraction: float = 0.0
@@ -118,9 +125,9 @@ class ServerOptions:
     batching_per_model: Mapping[str, BatchingOptions] = field(default_factory=dict)  # nbserve
     monitoring_config_file: str = ""
     prometheus_path: str = ""  # serve Prometheus metrics on the REST port at this path ("" = off)
-    allow_version_labels_for_unavailable_models: bool = True  # nbserve: TF Serving's default is false
+    allow_version_labels_for_unavailable_models: bool = True  # nbserve: TF Serving's is false
     version_settle_seconds: float = 0.3  # nbserve: a version dir must be quiet this long
-    incomplete_version_grace_seconds: float = 3.0  # nbserve: ... or this long without saved_model.pb
+    incomplete_version_grace_seconds: float = 3.0  # nbserve: ... or this long, no saved_model.pb
     max_request_bytes: int = 100 * 1024 * 1024
     grpc_max_message_bytes: int = 2**31 - 1
     manager_interval_seconds: float = 0.1
@@ -134,5 +141,61 @@ class ServerOptions:
     num_tflite_pools: int = 1  # nbserve: TF Serving's default is the number of CPUs
     num_tflite_interpreters_per_pool: int = 1  # interpreters = pools x interpreters per pool
 
-    def replace(self, **changes) -> "ServerOptions":
+    def replace(self, **changes: Any) -> ServerOptions:
         return dataclasses.replace(self, **changes)
+
+
+# -- per-component options (built from ServerOptions by core_options() only) ---------------------
+@dataclass(frozen=True)
+class ManagerOptions:
+    """The ``AspiredVersionsManager``'s options (``AspiredVersionsManager::Options``)."""
+
+    aspired_version_policy: AspiredVersionPolicyName = "availability_preserving"
+    max_num_load_retries: int = 5
+    load_retry_interval_seconds: float = 60.0
+    num_load_threads: int = 4  # nbserve: loads never block each other (TF Serving: 0, inline)
+    manager_interval_seconds: float = 0.1  # nbserve: how often the manager thread steps
+
+
+@dataclass(frozen=True)
+class FileSystemSourceOptions:
+    """The ``FileSystemStoragePathSource``'s options (``FileSystemStoragePathSourceConfig``)."""
+
+    poll_wait_seconds: float = 1.0
+    settle_seconds: float = 0.3  # nbserve: a version folder must be quiet this long
+    incomplete_grace_seconds: float = 3.0  # nbserve: ... or this long without saved_model.pb
+
+
+@dataclass(frozen=True)
+class ServerCoreOptions:
+    """``ServerCore``'s options (``ServerCore::Options``): no ports, hosts or tokens."""
+
+    models: tuple[ModelConfig, ...] = ()
+    manager: ManagerOptions = field(default_factory=ManagerOptions)
+    source: FileSystemSourceOptions = field(default_factory=FileSystemSourceOptions)
+    allow_version_labels_for_unavailable_models: bool = True  # nbserve: TF Serving's is false
+
+    def replace(self, **changes: Any) -> ServerCoreOptions:
+        return dataclasses.replace(self, **changes)
+
+
+def core_options(options: ServerOptions) -> ServerCoreOptions:
+    """The lifecycle core's options taken from the flat ``ServerOptions``; the only translation.
+
+    ``load_retry_interval_micros`` < 0 counts as 0; ``num_load_threads`` 0 becomes nbserve's 4 (a
+    slow load never holds up the others, and never the IO loop).
+    """
+    return ServerCoreOptions(
+        models=tuple(options.models),
+        manager=ManagerOptions(
+            aspired_version_policy=options.aspired_version_policy,
+            max_num_load_retries=options.max_num_load_retries,
+            load_retry_interval_seconds=max(0.0, options.load_retry_interval_micros / 1e6),
+            num_load_threads=options.num_load_threads or 4,
+            manager_interval_seconds=options.manager_interval_seconds),
+        source=FileSystemSourceOptions(
+            poll_wait_seconds=options.file_system_poll_wait_seconds,
+            settle_seconds=options.version_settle_seconds,
+            incomplete_grace_seconds=options.incomplete_version_grace_seconds),
+        allow_version_labels_for_unavailable_models=(
+            options.allow_version_labels_for_unavailable_models))

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from typing import Any, Awaitable
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 
 class IoThread:
@@ -40,7 +43,7 @@ class IoThread:
     def running(self) -> bool:
         return self._thread.is_alive()
 
-    def call(self, coro: Awaitable[Any], timeout: float | None = 30.0) -> Any:
+    def call(self, coro: Coroutine[Any, Any, T], timeout: float | None = 30.0) -> T:
         """Run ``coro`` on the loop and wait for its result (never call from the loop itself)."""
         future = asyncio.run_coroutine_threadsafe(coro, self.loop)
         return future.result(timeout)

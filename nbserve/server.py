@@ -24,12 +24,14 @@ import numpy as np
 
 from nbserve.core.events import ManagerState
 from nbserve.core.load_timeout import with_load_timeout
-from nbserve.core.server_core import LoaderFactory, ServerCore
+from nbserve.core.loader import LoaderFactory
+from nbserve.core.server_core import ServerCore
 from nbserve.errors import ServingError, StatusCode, invalid_argument
 from nbserve.metrics import ServingMetrics
-from nbserve.options import ServerOptions
+from nbserve.options import ServerOptions, core_options
 from nbserve.runtime import IoThread
 from nbserve.service import ModelSpec, ServingService, state_entry
+from nbserve.sources.filesystem import FileSystemStoragePathSource
 from nbserve.servables.signature import Signature
 from nbserve.transport.admission import InflightLimit
 from nbserve.transport.auth import exposure_warning, probes_open
@@ -91,8 +93,9 @@ class Server:
     def __init__(self, options: ServerOptions, *, loader_factory: LoaderFactory | None = None
                  ) -> None:
         self.options = options
-        self.core = ServerCore(options, with_load_timeout(
-            loader_factory or saved_model_loader_factory(options), options.load_timeout_seconds))
+        self.core = ServerCore(core_options(options), with_load_timeout(
+            loader_factory or saved_model_loader_factory(options), options.load_timeout_seconds),
+            source_factory=FileSystemStoragePathSource.from_options)
         from nbserve.batching import scheduler_for
 
         self.batcher = scheduler_for(options, self.core)  # None unless options.enable_batching

@@ -14,7 +14,8 @@ TESTDATA_ENV = "NBSERVE_TFS_TESTDATA"
 
 def tfs_testdata_dir() -> pathlib.Path | None:
     """TF Serving's test models: $NBSERVE_TFS_TESTDATA, default ../shared/testdata/tfserving."""
-    path = pathlib.Path(os.environ.get(TESTDATA_ENV, REPO.parent / "shared" / "testdata" / "tfserving"))
+    default = REPO.parent / "shared" / "testdata" / "tfserving"
+    path = pathlib.Path(os.environ.get(TESTDATA_ENV, default))
     return path if (path / "saved_model_half_plus_two_cpu").is_dir() else None
 
 

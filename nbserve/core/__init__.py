@@ -10,13 +10,34 @@ from nbserve.core.harness import HarnessState, LoaderHarness
 from nbserve.core.ids import ServableId, ServableRequest
 from nbserve.core.loader import Loader
 from nbserve.core.manager import AspiredVersionsManager
-from nbserve.core.policy import (POLICIES, Action, AspiredVersionInfo, availability_preserving,
-                                 resource_preserving)
+from nbserve.core.policy import (
+                                 POLICIES,
+                                 Action,
+                                 AspiredVersionInfo,
+                                 availability_preserving,
+                                 resource_preserving,
+)
 from nbserve.core.source import AspiredVersionsCallback, ServableData, Source
 
 __all__ = [
-    "Action", "AspiredVersionInfo", "AspiredVersionsCallback", "AspiredVersionsManager",
-    "EventBus", "HandleGate", "HarnessState", "Loader", "LoaderHarness", "ManagerState",
-    "POLICIES", "ServableData", "ServableHandle", "ServableId", "ServableRequest",
-    "ServableState", "Source", "StateMonitor", "availability_preserving", "resource_preserving",
+                                 "POLICIES",
+                                 "Action",
+                                 "AspiredVersionInfo",
+                                 "AspiredVersionsCallback",
+                                 "AspiredVersionsManager",
+                                 "EventBus",
+                                 "HandleGate",
+                                 "HarnessState",
+                                 "Loader",
+                                 "LoaderHarness",
+                                 "ManagerState",
+                                 "ServableData",
+                                 "ServableHandle",
+                                 "ServableId",
+                                 "ServableRequest",
+                                 "ServableState",
+                                 "Source",
+                                 "StateMonitor",
+                                 "availability_preserving",
+                                 "resource_preserving",
 ]

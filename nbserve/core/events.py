@@ -15,8 +15,9 @@ import enum
 import logging
 import threading
 import time
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Collection, Mapping
+from typing import Any
 
 from nbserve.core.ids import ServableId
 from nbserve.errors import ServingError
@@ -75,7 +76,7 @@ class EventBus:
     def subscribe(self, fn: Subscriber) -> Callable[[], None]:
         """Add ``fn``; returns a function that removes it (idempotent)."""
         with self._lock:
-            self._subscribers = self._subscribers + (fn,)
+            self._subscribers = (*self._subscribers, fn)
 
         def unsubscribe() -> None:
             with self._lock:
@@ -90,7 +91,7 @@ class EventBus:
         for fn in self._subscribers:  # an immutable snapshot: no lock on the publish path
             try:
                 fn(event)
-            except Exception:  # noqa: BLE001 - a faulty observer must not break the lifecycle
+            except Exception:
                 log.exception("ServableState subscriber %r failed on %s", fn, event)
 
 
@@ -152,7 +153,7 @@ class StateMonitor:
                 if not versions:
                     del self._states[n]
 
-    def wait_until(self, predicate: Callable[["StateMonitor"], bool], timeout: float | None) -> bool:
+    def wait_until(self, predicate: Callable[[StateMonitor], bool], timeout: float | None) -> bool:
         """Block until ``predicate(self)`` is true (re-checked after every event); False on timeout.
 
         ``timeout=None`` waits forever.
@@ -172,7 +173,7 @@ class StateMonitor:
     def wait_for_state(self, id: ServableId,
                        states: ManagerState | Collection[ManagerState],
                        timeout: float | None) -> ServableState | None:
-        """Wait until the latest state of ``id`` is one of ``states``; returns it, None on timeout."""
+        """Wait until the latest state of ``id`` is one of ``states``; return it (None: timeout)."""
         wanted = {states} if isinstance(states, ManagerState) else set(states)
         found: list[ServableState] = []
 

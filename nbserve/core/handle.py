@@ -23,7 +23,7 @@ class HandleGate:
     returns True no handle of this version exists.
     """
 
-    __slots__ = ("_cond", "_count", "_closed")
+    __slots__ = ("_closed", "_cond", "_count")
 
     def __init__(self) -> None:
         # RLock: a leaked handle's __del__ may run (from GC) on a thread already inside the gate.
@@ -72,7 +72,7 @@ class ServableHandle:
     released then. Not meant to be shared between threads.
     """
 
-    __slots__ = ("id", "servable", "_gate")
+    __slots__ = ("_gate", "id", "servable")
 
     def __init__(self, id: ServableId, servable: Any, gate: HandleGate) -> None:
         self.id = id
@@ -88,7 +88,7 @@ class ServableHandle:
     def released(self) -> bool:
         return self._gate is None
 
-    def __enter__(self) -> "ServableHandle":
+    def __enter__(self) -> ServableHandle:
         return self
 
     def __exit__(self, *exc_info: object) -> None:

@@ -20,7 +20,8 @@ import enum
 import logging
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from nbserve.core.events import ManagerState, ServableState
 from nbserve.core.handle import HandleGate
@@ -61,7 +62,7 @@ def capture_error(exc: BaseException) -> ServingError:
     return ServingError(StatusCode.UNKNOWN, str(exc) or type(exc).__name__)
 
 
-def _noop(harness: "LoaderHarness") -> None:
+def _noop(harness: LoaderHarness) -> None:
     return None
 
 
@@ -168,7 +169,7 @@ class LoaderHarness:
         error = self._error
         return self._state.finished and error is not None and error.code is StatusCode.CANCELLED
 
-    def load(self, on_loaded: Callable[["LoaderHarness"], None] = _noop) -> bool:
+    def load(self, on_loaded: Callable[[LoaderHarness], None] = _noop) -> bool:
         """Load with retries (load-approved -> loading -> ready | error). Returns True if ready.
 
         Publishes LOADING first. On success calls ``on_loaded(self)`` (the manager puts the version
@@ -178,7 +179,11 @@ class LoaderHarness:
         self._transition(HarnessState.LOAD_APPROVED, HarnessState.LOADING)
         self._emit(ManagerState.LOADING)
         started = self._clock()
-        error = self._load_with_retries()
+        loader = self.loader
+        if loader is None:  # a source item without a loader: nothing to load, an INTERNAL error
+            return self._end_load(HarnessState.ERROR, ServingError(
+                StatusCode.INTERNAL, f"No loader for servable {self.id}"))
+        error = self._load_with_retries(loader)
         if error is None and self._cancel.is_set():
             self._unload_loader()
             return self._end_load(HarnessState.DISABLED, ServingError(StatusCode.CANCELLED,
@@ -186,10 +191,10 @@ class LoaderHarness:
         if error is not None:
             return self._end_load(HarnessState.ERROR, error)
         try:
-            self.servable = self.loader.servable()
+            self.servable = loader.servable()
             detail = self._load_detail()
             on_loaded(self)
-        except Exception as exc:  # noqa: BLE001 - a broken servable() fails the version
+        except Exception as exc:
             log.exception("Servable %s loaded but could not be served", self.id)
             self.servable = None
             self._unload_loader()
@@ -202,7 +207,7 @@ class LoaderHarness:
     def unload_requested(self) -> None:
         self._transition(HarnessState.READY, HarnessState.UNLOAD_REQUESTED)
 
-    def unload(self, on_quiescing: Callable[["LoaderHarness"], None] = _noop,
+    def unload(self, on_quiescing: Callable[[LoaderHarness], None] = _noop,
                quiesce_timeout: float | None = None) -> None:
         """Unload (unload-requested -> quiescing -> quiesced -> unloading -> disabled).
 
@@ -254,10 +259,8 @@ class LoaderHarness:
             self._publish(ServableState(self.id, state, error, self._wall_clock(),
                                         load_seconds=load_seconds, detail=detail))
 
-    def _load_with_retries(self) -> ServingError | None:
+    def _load_with_retries(self, loader: Loader) -> ServingError | None:
         """Run ``Loader.load`` up to 1 + max retries times; the last error, or None on success."""
-        if self.loader is None:
-            return ServingError(StatusCode.INTERNAL, f"No loader for servable {self.id}")
         error: ServingError | None = None
         attempts = 0
         while True:
@@ -273,7 +276,7 @@ class LoaderHarness:
             attempts += 1
             self.load_attempts = attempts
             try:
-                self.loader.load()
+                loader.load()
                 return None
             except Exception as exc:  # noqa: BLE001 - any loader failure becomes the status
                 error = capture_error(exc)
@@ -298,10 +301,12 @@ class LoaderHarness:
         return False
 
     def _unload_loader(self) -> ServingError | None:
+        if self.loader is None:  # never loaded (see load()): nothing to release
+            return None
         try:
             self.loader.unload()
             return None
-        except Exception as exc:  # noqa: BLE001 - unload has no error path in TF Serving; report it
+        except Exception as exc:
             log.exception("Unloading servable %s failed", self.id)
             return capture_error(exc)
 
@@ -311,7 +316,7 @@ class LoaderHarness:
         if callable(extra):
             try:
                 detail.update(extra() or {})
-            except Exception:  # noqa: BLE001 - detail is decoration only
+            except Exception:
                 log.exception("Loader.detail() failed for %s", self.id)
         return detail
 

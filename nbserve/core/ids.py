@@ -35,11 +35,11 @@ class ServableRequest:
     version: int | None = None
 
     @staticmethod
-    def latest(name: str) -> "ServableRequest":
+    def latest(name: str) -> ServableRequest:
         return ServableRequest(name, None)
 
     @staticmethod
-    def specific(name: str, version: int) -> "ServableRequest":
+    def specific(name: str, version: int) -> ServableRequest:
         return ServableRequest(name, int(version))
 
     @property

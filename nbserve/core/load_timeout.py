@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Mapping
 from typing import Any
 
-from nbserve.core.server_core import LoaderFactory
+from nbserve.core.ids import ServableId
+from nbserve.core.loader import Loader, LoaderFactory
 from nbserve.errors import ServingError, StatusCode
 
 log = logging.getLogger("nbserve.core")
@@ -23,7 +25,7 @@ class TimeoutLoader:
     never sees concurrent calls. ``unload``/``servable``/``detail`` pass through.
     """
 
-    def __init__(self, inner: Any, timeout_s: float, label: Any = None) -> None:
+    def __init__(self, inner: Loader, timeout_s: float, label: object = None) -> None:
         self.inner = inner
         self.timeout_s = timeout_s
         self.label = label
@@ -57,7 +59,7 @@ class TimeoutLoader:
         try:
             self.inner.load()
             error = None
-        except BaseException as exc:  # noqa: BLE001 - handed to load()'s caller
+        except BaseException as exc:  # noqa: BLE001 - handed over: load()'s caller re-raises it
             error = exc
         with self._lock:
             self._running = False
@@ -66,7 +68,7 @@ class TimeoutLoader:
                     log.warning("Load of %s finished after its timeout; unloading it", self.label)
                     try:
                         self.inner.unload()
-                    except Exception:  # noqa: BLE001
+                    except Exception:  # a late unload's failure only gets logged: nobody waits
                         log.exception("Unloading the late load of %s failed", self.label)
                 error = None
             self._result = error
@@ -78,7 +80,7 @@ class TimeoutLoader:
     def servable(self) -> Any:
         return self.inner.servable()
 
-    def detail(self) -> Any:
+    def detail(self) -> Mapping[str, Any]:
         detail = getattr(self.inner, "detail", None)
         return detail() if callable(detail) else {}
 
@@ -88,7 +90,7 @@ def with_load_timeout(factory: LoaderFactory, timeout_s: float) -> LoaderFactory
     if timeout_s <= 0:
         return factory
 
-    def make(servable_id: Any, path: str) -> Any:
+    def make(servable_id: ServableId, path: str) -> Loader:
         return TimeoutLoader(factory(servable_id, path), timeout_s, servable_id)
 
     return make

@@ -16,11 +16,17 @@ Contract (what the manager guarantees to a loader, and what it expects back):
 
 Optional: a loader may define ``detail() -> Mapping[str, Any]`` (e.g. ``{"device": "GPU:0"}``);
 the manager attaches it to the version's AVAILABLE event (``ServableState.detail``).
+
+``LoaderFactory`` is the source adapter (``SourceAdapter<StoragePath, Loader>`` in TF Serving):
+``factory(servable_id, version_path)`` builds the (cheap) loader of one version folder.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Protocol, runtime_checkable
+
+from nbserve.core.ids import ServableId
 
 
 @runtime_checkable
@@ -38,3 +44,7 @@ class Loader(Protocol):
     def servable(self) -> Any:
         """The loaded object; valid only between a successful ``load()`` and ``unload()``."""
         ...
+
+
+LoaderFactory = Callable[[ServableId, str], Loader]
+"""``factory(servable_id, path)`` -> the Loader of the version folder ``path``; must be cheap."""

@@ -1,4 +1,6 @@
-"""AspiredVersionsManager: aspired versions in, loaded versions out (``core/aspired_versions_manager.h``).
+"""AspiredVersionsManager: aspired versions in, loaded versions out.
+
+TF Serving's ``core/aspired_versions_manager.h``.
 
 Sources call ``set_aspired_versions`` (the ``AspiredVersionsCallback``) with the complete list of
 versions that should be loaded for one servable name. Each ``step()``:
@@ -41,8 +43,8 @@ import concurrent.futures
 import logging
 import threading
 import time
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Callable, Iterable, Mapping
 
 from nbserve.core.events import EventBus
 from nbserve.core.handle import ServableHandle
@@ -71,7 +73,7 @@ class _Serving:
     by_version: Mapping[int, LoaderHarness]
 
     @staticmethod
-    def of(harnesses: Iterable[LoaderHarness]) -> "_Serving | None":
+    def of(harnesses: Iterable[LoaderHarness]) -> _Serving | None:
         ordered = tuple(sorted(harnesses, key=lambda h: h.id.version, reverse=True))
         if not ordered:
             return None
@@ -135,7 +137,7 @@ class AspiredVersionsManager:
                 self._num_load_threads, thread_name_prefix="nbserve-load")
             self._unload_pool = concurrent.futures.ThreadPoolExecutor(
                 1, thread_name_prefix="nbserve-unload")
-        self._inflight: set[concurrent.futures.Future] = set()
+        self._inflight: set[concurrent.futures.Future[None]] = set()
 
     # -- the aspired-versions callback ----------------------------------------------------------
 
@@ -305,14 +307,14 @@ class AspiredVersionsManager:
             self._inflight.add(future)
         future.add_done_callback(self._done)
 
-    def _done(self, future: concurrent.futures.Future) -> None:
+    def _done(self, future: concurrent.futures.Future[None]) -> None:
         with self._lock:
             self._inflight.discard(future)
 
     def _load_harness(self, harness: LoaderHarness) -> None:
         try:
             harness.load(self._add_to_serving)
-        except Exception:  # noqa: BLE001 - keep the manager alive; the harness logged the state
+        except Exception:
             log.exception("Loading %s failed unexpectedly", harness.id)
         finally:
             self._wake.set()
@@ -320,7 +322,7 @@ class AspiredVersionsManager:
     def _unload_harness(self, harness: LoaderHarness, quiesce_timeout: float | None = None) -> None:
         try:
             harness.unload(self._remove_from_serving, quiesce_timeout)
-        except Exception:  # noqa: BLE001
+        except Exception:
             log.exception("Unloading %s failed unexpectedly", harness.id)
         finally:
             self._wake.set()
@@ -339,7 +341,7 @@ class AspiredVersionsManager:
             current = self._serving.get(name)
             others = [h for h in (current.latest_first if current else ())
                       if h.id.version != harness.id.version]
-            entry = _Serving.of(others + [harness] if add else others)
+            entry = _Serving.of([*others, harness] if add else others)
             serving = dict(self._serving)
             if entry is None:
                 serving.pop(name, None)
@@ -418,7 +420,7 @@ class AspiredVersionsManager:
             self._wake.clear()
             try:
                 did = self.step()
-            except Exception:  # noqa: BLE001 - the loop must survive a faulty step
+            except Exception:
                 log.exception("Manager step failed")
                 did = False
             if not did and not self._stopping:
@@ -436,7 +438,10 @@ class AspiredVersionsManager:
                 return
             self._stopping = True
         deadline = time.monotonic() + timeout
-        remaining = lambda: max(0.0, deadline - time.monotonic())  # noqa: E731
+
+        def remaining() -> float:
+            return max(0.0, deadline - time.monotonic())
+
         with self._lock:
             for versions in self._managed.values():
                 for managed in versions.values():

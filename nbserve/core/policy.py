@@ -7,8 +7,9 @@ version. The manager asks it once per servable per step and executes unloads bef
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Callable, Literal, Mapping, Sequence
+from typing import Literal
 
 from nbserve.core.harness import HarnessState
 from nbserve.core.ids import ServableId

@@ -1,8 +1,13 @@
-"""ServerCore: model configs -> file-system source -> loaders -> manager; labels; reload.
+"""ServerCore: model configs -> a source -> loaders -> manager; labels; reload.
 
-The one object the service layer talks to. It owns the EventBus, the StateMonitor, the
-AspiredVersionsManager and the FileSystemStoragePathSource, and resolves a model spec
+The one object the service layer talks to. It owns the EventBus, the StateMonitor and the
+AspiredVersionsManager, and the model source it builds with the injected ``source_factory``
+(the file-system source in production, as TF Serving's ``ServerCore`` builds its
+``FileSystemStoragePathSource``; the core itself imports no source). It resolves a model spec
 (name + version | label) into a ServableRequest (spec §4.1, §5).
+
+It takes ``ServerCoreOptions`` (``nbserve.options.core_options`` builds them from the flat
+``ServerOptions``): no ports, hosts or tokens reach the lifecycle.
 
 Thread-safety: every public method may be called from any thread. ``handle()`` is the hot path.
 """
@@ -12,19 +17,38 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from typing import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Protocol
 
 from nbserve.core.events import EventBus, ManagerState, ServableState, StateMonitor
 from nbserve.core.handle import ServableHandle
-from nbserve.core.ids import ServableId, ServableRequest
-from nbserve.core.loader import Loader
+from nbserve.core.ids import ServableRequest
+from nbserve.core.loader import LoaderFactory
 from nbserve.core.manager import AspiredVersionsManager
+from nbserve.core.source import AspiredVersionsCallback
 from nbserve.errors import ServingError, StatusCode, invalid_argument, not_found
-from nbserve.options import ModelConfig, ServerOptions, VersionPolicy
+from nbserve.options import FileSystemSourceOptions, ModelConfig, ServerCoreOptions, VersionPolicy
 
 log = logging.getLogger("nbserve.core")
 
-LoaderFactory = Callable[[ServableId, str], Loader]
+
+class ModelSource(Protocol):
+    """The source ServerCore drives: it watches the configured models' base paths and emits their
+    aspired versions (with loaders from the loader factory) through the callback."""
+
+    def set_aspired_versions_callback(self, callback: AspiredVersionsCallback) -> None: ...
+
+    def update_config(self, models: Sequence[ModelConfig]) -> None:
+        """Watch exactly these models (their policies applied); dropped ones get an empty list."""
+        ...
+
+    def start(self) -> None: ...
+
+    def stop(self, timeout: float = 5.0) -> None: ...
+
+
+SourceFactory = Callable[[LoaderFactory, FileSystemSourceOptions], ModelSource]
+"""``source_factory(loader_factory, source_options)`` -> the (not yet started) model source."""
 
 
 def validate_model_configs(models: Sequence[ModelConfig],
@@ -33,7 +57,8 @@ def validate_model_configs(models: Sequence[ModelConfig],
     seen: set[str] = set()
     for model in models:
         if model.name in seen:
-            raise invalid_argument(f"Illegal to list model {model.name} multiple times in config list")
+            raise invalid_argument(
+                f"Illegal to list model {model.name} multiple times in config list")
         seen.add(model.name)
         if not model.model_platform:
             raise invalid_argument(
@@ -55,22 +80,18 @@ def validate_model_configs(models: Sequence[ModelConfig],
 class ServerCore:
     """Lifecycle of every configured model; see module docstring."""
 
-    def __init__(self, options: ServerOptions, loader_factory: LoaderFactory) -> None:
-        from nbserve.sources.filesystem import FileSystemStoragePathSource
-
+    def __init__(self, options: ServerCoreOptions, loader_factory: LoaderFactory, *,
+                 source_factory: SourceFactory) -> None:
         self.options = options
         self.event_bus = EventBus()
         self.monitor = StateMonitor(self.event_bus)
-        retry_s = max(0.0, options.load_retry_interval_micros / 1e6)
+        manager = options.manager
         self.manager = AspiredVersionsManager(
-            self.event_bus, policy=options.aspired_version_policy,
-            max_num_load_retries=options.max_num_load_retries, load_retry_interval_s=retry_s,
-            num_load_threads=options.num_load_threads or 4)  # nbserve: loads never block the loop
-        self.source = FileSystemStoragePathSource(
-            loader_factory,
-            poll_wait_seconds=options.file_system_poll_wait_seconds,
-            settle_seconds=options.version_settle_seconds,
-            incomplete_grace_seconds=options.incomplete_version_grace_seconds)
+            self.event_bus, policy=manager.aspired_version_policy,
+            max_num_load_retries=manager.max_num_load_retries,
+            load_retry_interval_s=manager.load_retry_interval_seconds,
+            num_load_threads=manager.num_load_threads)
+        self.source = source_factory(loader_factory, options.source)
         self.source.set_aspired_versions_callback(self.manager.set_aspired_versions)
         self._lock = threading.RLock()
         self._models: dict[str, ModelConfig] = {}
@@ -80,7 +101,7 @@ class ServerCore:
     # -- lifecycle -----------------------------------------------------------------------------
     def start(self, models: Sequence[ModelConfig] | None = None) -> None:
         """Start the manager and source threads and apply the initial config (non-blocking)."""
-        self.manager.start(self.options.manager_interval_seconds)
+        self.manager.start(self.options.manager.manager_interval_seconds)
         self.reload_config(self.options.models if models is None else models)
         self.source.start()
         self._started = True
@@ -159,11 +180,11 @@ class ServerCore:
                            for s in monitor.states(n).values()) for n in names)
 
         self.monitor.wait_until(settled, timeout)
-        failed = [s for n in names for s in self.monitor.states(n).values()
+        failed = [(s.id, s.error) for n in names for s in self.monitor.states(n).values()
                   if s.state == ManagerState.END and s.error is not None]
         if failed:
-            detail = "".join(f"{{id: {s.id.name} version: {s.id.version} due to error: "
-                             f"{s.error.with_prefix()}}}, " for s in failed)
+            detail = "".join(f"{{id: {sid.name} version: {sid.version} due to error: "
+                             f"{error.with_prefix()}}}, " for sid, error in failed)
             raise ServingError(StatusCode.UNKNOWN,
                                f"{len(failed)} model(s) did not become available: {{{detail}}}")
 

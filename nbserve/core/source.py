@@ -7,8 +7,9 @@ for one servable name and replaces the previous list; an empty list un-aspires e
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Protocol
+from typing import Protocol
 
 from nbserve.core.ids import ServableId
 from nbserve.core.loader import Loader
@@ -28,11 +29,11 @@ class ServableData:
     error: ServingError | None = None
 
     @staticmethod
-    def of(id: ServableId, loader: Loader) -> "ServableData":
+    def of(id: ServableId, loader: Loader) -> ServableData:
         return ServableData(id, loader=loader)
 
     @staticmethod
-    def failed(id: ServableId, error: ServingError) -> "ServableData":
+    def failed(id: ServableId, error: ServingError) -> ServableData:
         return ServableData(id, error=error)
 
     @property

@@ -32,7 +32,7 @@ class DeviceRequest:
     index: int = 0
 
     @staticmethod
-    def parse(spec: str) -> "DeviceRequest":
+    def parse(spec: str) -> DeviceRequest:
         """Parse a device string; raises ServingError(INVALID_ARGUMENT) for anything else."""
         match = _SPEC.match(str(spec).strip())
         if match is None or (match.group(1).lower() == "auto" and match.group(2) is not None):

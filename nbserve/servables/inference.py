@@ -11,15 +11,20 @@ Order of checks, as upstream: signature lookup, signature shape (inputs/outputs)
 ``check_method_name`` is set (TF Serving's ``--enable_signature_method_name_check``, default off).
 An empty ``signature_key`` means ``serving_default``.
 
-Deviation: MultiInference runs one ``Servable.run`` per task instead of one session run with the
-union of the outputs (the Servable protocol runs one signature at a time). Results are the same
-for stateless graphs.
+MultiInference follows TF Serving's current ``multi_inference.cc``: the tasks' signatures may have
+different input tensors (TF2 exports give every signature its own), and the same serialized
+examples feed each task's own input; the rules it keeps are one model, no signature twice, and
+classify/regress method names only.
+
+Deviation: MultiInference runs one ``Servable.run`` per task instead of one session run feeding
+every task's input tensor and fetching the union of the outputs (the Servable protocol runs one
+signature at a time). Results are the same for stateless graphs.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -241,7 +246,8 @@ def run_multi_inference(servable: Servable, tasks: Sequence[tuple[str, str]],
                         serialized_examples: Sequence[bytes], *,
                         timeout_ms: int | None = None) -> list[InferenceResult]:
     """TF Serving's MultiInference over one model: one result per ``(signature_key,
-    method_name)`` task, in task order. Every task is validated before anything runs.
+    method_name)`` task, in task order. Every task is validated before anything runs; then the
+    same examples feed each task's own input tensor (signatures need not share one).
 
     Model-name checks (``Found ModelSpec with an empty model name.``, ``All ModelSpecs in a
     MultiInferenceRequest must access the same model name.``) belong to the caller, which picks
@@ -249,7 +255,6 @@ def run_multi_inference(servable: Servable, tasks: Sequence[tuple[str, str]],
     than classify/regress.
     """
     seen: set[str] = set()
-    input_name = ""
     plans: list[tuple[Signature, str, tuple[str, ...]]] = []
     for signature_key, method_name in tasks:
         key = _key(signature_key)
@@ -266,10 +271,6 @@ def run_multi_inference(servable: Servable, tasks: Sequence[tuple[str, str]],
         else:
             raise ServingError(StatusCode.UNIMPLEMENTED,
                                f"Unsupported signature method_name: {method_name}")
-        name = signature.inputs[CLASSIFY_INPUTS].name
-        if input_name and name != input_name:
-            raise _invalid("Input tensor must be the same for all Signatures.")
-        input_name = name
         plans.append((signature, method_name, output_aliases))
     examples = _examples_tensor(serialized_examples)
     results: list[InferenceResult] = []

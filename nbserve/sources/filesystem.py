@@ -17,7 +17,8 @@ nbserve's improvements:
   error instead of staying invisible. Content whose newest mtime is already older than the settle
   time (an atomic rename of a finished export, or every folder at start-up) is taken at once.
 
-Threads: ``start()`` runs one daemon thread, ``nbserve-source``; ``poll_once()`` lets tests drive it.
+Threads: ``start()`` runs one daemon thread, ``nbserve-source``; ``poll_once()`` lets tests drive
+it.
 The aspired-versions callback is called on that thread (or the caller's, for ``poll_once``).
 """
 
@@ -27,17 +28,16 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Mapping, Sequence
 
 from nbserve.core.ids import ServableId
-from nbserve.core.loader import Loader
+from nbserve.core.loader import LoaderFactory
 from nbserve.core.source import AspiredVersionsCallback, ServableData
-from nbserve.options import ModelConfig
+from nbserve.options import FileSystemSourceOptions, ModelConfig
 
 log = logging.getLogger("nbserve.source")
 
-LoaderFactory = Callable[[ServableId, str], Loader]
 INT64_MAX = 2**63 - 1
 SAVED_MODEL_FILES = ("saved_model.pb", "saved_model.pbtxt")
 
@@ -108,6 +108,14 @@ class FileSystemStoragePathSource:
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._scanned_once = False
+
+    @classmethod
+    def from_options(cls, loader_factory: LoaderFactory, options: FileSystemSourceOptions
+                     ) -> FileSystemStoragePathSource:
+        """The source ``ServerCore`` builds (its ``SourceFactory``), from its options record."""
+        return cls(loader_factory, poll_wait_seconds=options.poll_wait_seconds,
+                   settle_seconds=options.settle_seconds,
+                   incomplete_grace_seconds=options.incomplete_grace_seconds)
 
     # -- configuration -------------------------------------------------------------------------
     def set_aspired_versions_callback(self, callback: AspiredVersionsCallback) -> None:
@@ -196,7 +204,8 @@ class FileSystemStoragePathSource:
                           "Could not find base path %s for servable %s with error %s",
                           base, name, exc)
                 watch.missing_logged = True
-            watch.next_full_scan = now + max(self._poll_wait, 0.5) if self._poll_wait >= 0 else now + 1
+            retry = max(self._poll_wait, 0.5) if self._poll_wait >= 0 else 1.0
+            watch.next_full_scan = now + retry
             return
         watch.missing_logged = False
         self._update_taken(watch, children, now)

@@ -21,7 +21,8 @@ import hmac
 import ipaddress
 import logging
 import os
-from typing import Any, Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
 
 log = logging.getLogger("nbserve.auth")
 

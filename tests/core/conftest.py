@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from nbserve.core import (AspiredVersionsManager, EventBus, ManagerState, ServableData,
-                          ServableId, StateMonitor)
+from nbserve.core import (
+    AspiredVersionsManager,
+    EventBus,
+    ManagerState,
+    ServableData,
+    ServableId,
+    StateMonitor,
+)
 from nbserve.testing import FakeLoader
 
 

@@ -61,7 +61,7 @@ def test_available_event_carries_load_time_and_detail():
     ticks = iter([10.0, 12.5])
     rig = Rig(FakeLoader(fail_times=1), clock=lambda: next(ticks), max_num_load_retries=1)
     rig.load()
-    available = [e for e in rig.monitor.history() if e.state is M.AVAILABLE][0]
+    available = next(e for e in rig.monitor.history() if e.state is M.AVAILABLE)
     assert available.load_seconds == 2.5
     assert available.detail == {"load_attempts": 2}
 
@@ -228,3 +228,18 @@ def test_failing_unload_is_reported_on_end():
     rig.harness.unload()
     assert rig.harness.state is HarnessState.DISABLED
     assert rig.last.state is M.END and rig.last.error == ServingError(StatusCode.UNKNOWN, "leak")
+
+
+def test_a_harness_without_a_loader_ends_in_internal_error_and_unloads_nothing():
+    bus = EventBus()
+    monitor = StateMonitor(bus)
+    harness = LoaderHarness(ID, None, bus.publish)
+    harness.announce()
+    harness.load_requested()
+    harness.load_approved()
+    assert harness.load() is False
+    assert harness.state is HarnessState.ERROR and harness.servable is None
+    assert harness.error == ServingError(StatusCode.INTERNAL, "No loader for servable "
+                                         "{name: m version: 1}")
+    assert [e.state for e in monitor.history()] == [M.START, M.LOADING, M.END]
+    assert harness._unload_loader() is None  # nothing loaded, nothing to release

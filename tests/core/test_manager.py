@@ -191,8 +191,8 @@ def test_still_aspired_versions_are_never_unloaded(life):
     manager.set_aspired_versions("m", [item("m", v) for v in (2, 3)])  # replaces the previous list
     drain(manager)
     assert manager.available_versions("m") == [3, 2]
-    assert [l.unload_calls for l in loaders.values()] == [1, 0, 0]
-    assert [l.load_calls for l in loaders.values()] == [1, 1, 1]
+    assert [ld.unload_calls for ld in loaders.values()] == [1, 0, 0]
+    assert [ld.load_calls for ld in loaders.values()] == [1, 1, 1]
 
 
 def test_new_version_unaspired_before_loading_ends_without_loading(life):

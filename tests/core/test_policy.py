@@ -8,8 +8,13 @@ from hypothesis import strategies as st
 
 from nbserve.core.harness import HarnessState
 from nbserve.core.ids import ServableId
-from nbserve.core.policy import (POLICIES, Action, AspiredVersionInfo, availability_preserving,
-                                 resource_preserving)
+from nbserve.core.policy import (
+    POLICIES,
+    Action,
+    AspiredVersionInfo,
+    availability_preserving,
+    resource_preserving,
+)
 
 S = HarnessState
 A, U = True, False  # aspired / un-aspired

@@ -8,9 +8,20 @@ import time
 import pytest
 
 from nbserve.core.events import ManagerState
+from nbserve.core.ids import ServableId
 from nbserve.core.server_core import ServerCore
+from nbserve.core.source import ServableData
 from nbserve.errors import ServingError, StatusCode
-from nbserve.options import ModelConfig, ServerOptions, VersionPolicy
+from nbserve.options import (
+    FileSystemSourceOptions,
+    ManagerOptions,
+    ModelConfig,
+    ServerCoreOptions,
+    ServerOptions,
+    VersionPolicy,
+    core_options,
+)
+from nbserve.sources.filesystem import FileSystemStoragePathSource
 from nbserve.testing import FakeLoader, FakeServable
 
 
@@ -36,7 +47,8 @@ def core_factory():
 
         options = ServerOptions(models=tuple(models), max_num_load_retries=0,
                                 file_system_poll_wait_seconds=0.1, **opts)
-        core = ServerCore(options, factory)
+        core = ServerCore(core_options(options), factory,
+                          source_factory=FileSystemStoragePathSource.from_options)
         cores.append(core)
         core.start()
         return core
@@ -77,9 +89,9 @@ def test_status_texts(core_factory, tmp_path):
     core = core_factory([ModelConfig("m", str(tmp_path))])
     wait_available(core, "m", 7)
     assert [s.id.version for s in core.version_states("m")] == [7]
-    with pytest.raises(ServingError, match="^Could not find any versions of model x$"):
+    with pytest.raises(ServingError, match=r"^Could not find any versions of model x$"):
         core.version_states("x")
-    with pytest.raises(ServingError, match="^Could not find version 8 of model m$"):
+    with pytest.raises(ServingError, match=r"^Could not find version 8 of model m$"):
         core.version_states("m", 8)
 
 
@@ -143,7 +155,8 @@ def test_reload_reports_models_that_fail(core_factory, tmp_path):
     with pytest.raises(ServingError) as info:
         core.reload_config([ModelConfig("bad", str(tmp_path))], wait_timeout=10)
     assert info.value.code == StatusCode.UNKNOWN
-    assert info.value.message.startswith("1 model(s) did not become available: {{id: bad version: 4")
+    assert info.value.message.startswith(
+        "1 model(s) did not become available: {{id: bad version: 4")
 
 
 def test_policy_override_serves_an_older_version(core_factory, tmp_path):
@@ -158,3 +171,70 @@ def test_policy_override_serves_an_older_version(core_factory, tmp_path):
     core.set_version_policy("m", None)
     assert core.monitor.wait_until(
         lambda m: 2 in core.manager.available_versions("m"), 10)
+
+
+def test_core_options_is_the_one_translation_of_server_options():
+    flat = ServerOptions(
+        models=(ModelConfig("m", "/models/m"),), host="0.0.0.0", auth_token="secret",
+        aspired_version_policy="resource_preserving", max_num_load_retries=2,
+        load_retry_interval_micros=1_500_000, num_load_threads=0, manager_interval_seconds=0.5,
+        file_system_poll_wait_seconds=7, version_settle_seconds=0.2,
+        incomplete_version_grace_seconds=9, allow_version_labels_for_unavailable_models=False)
+    assert core_options(flat) == ServerCoreOptions(
+        models=(ModelConfig("m", "/models/m"),),
+        manager=ManagerOptions("resource_preserving", max_num_load_retries=2,
+                               load_retry_interval_seconds=1.5, num_load_threads=4,
+                               manager_interval_seconds=0.5),
+        source=FileSystemSourceOptions(poll_wait_seconds=7, settle_seconds=0.2,
+                                       incomplete_grace_seconds=9),
+        allow_version_labels_for_unavailable_models=False)
+    assert core_options(flat.replace(load_retry_interval_micros=-1,
+                                     num_load_threads=3)).manager.load_retry_interval_seconds == 0
+    assert core_options(flat.replace(num_load_threads=3)).manager.num_load_threads == 3
+
+
+class ListSource:
+    """A model source that emits one version per configured model (no file system)."""
+
+    def __init__(self, loader_factory, options):
+        self.loader_factory, self.options = loader_factory, options
+        self.callback = None
+        self.started = self.stopped = False
+
+    def set_aspired_versions_callback(self, callback):
+        self.callback = callback
+
+    def update_config(self, models):
+        for model in models:
+            sid = ServableId(model.name, 7)
+            self.callback(model.name, [ServableData(sid, self.loader_factory(sid, "/nowhere"))])
+
+    def start(self):
+        self.started = True
+
+    def stop(self, timeout=5.0):
+        self.stopped = True
+
+
+def test_server_core_drives_the_injected_source():
+    made = []
+
+    def source_factory(loader_factory, options):
+        made.append(ListSource(loader_factory, options))
+        return made[-1]
+
+    options = ServerCoreOptions(models=(ModelConfig("m", "/abs/m"),),
+                                source=FileSystemSourceOptions(poll_wait_seconds=3))
+    core = ServerCore(options, lambda sid, path: FakeLoader(FakeServable(value=path, id=sid)),
+                      source_factory=source_factory)
+    (source,) = made
+    assert source.options.poll_wait_seconds == 3
+    core.start()
+    try:
+        assert source.started
+        assert wait_available(core, "m", 7).state == ManagerState.AVAILABLE
+        with core.handle("m") as handle:
+            assert (handle.servable.value, handle.servable.id) == ("/nowhere", ServableId("m", 7))
+    finally:
+        core.stop()
+    assert source.stopped

@@ -1,4 +1,5 @@
-"""Security: loopback bind by default, the exposure warning, bearer-token auth on both transports."""
+"""Security: loopback bind by default, the exposure warning, bearer-token auth on both transports.
+"""
 
 from __future__ import annotations
 
@@ -77,7 +78,8 @@ def test_no_token_means_auth_off():
 def test_token_compared_in_constant_time(monkeypatch):
     calls = []
     real = auth.hmac.compare_digest
-    monkeypatch.setattr(auth.hmac, "compare_digest", lambda a, b: calls.append((a, b)) or real(a, b))
+    monkeypatch.setattr(auth.hmac, "compare_digest",
+                        lambda a, b: calls.append((a, b)) or real(a, b))
     assert auth.check_authorization("Bearer nope", TOKEN) == auth.WRONG_TOKEN
     assert calls == [(b"nope", TOKEN.encode())]
 

@@ -15,9 +15,9 @@ from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 from nbserve.codec.tensors import to_tensor_proto
 from nbserve.config_file import model_server_config_to_text
+from nbserve.core.load_timeout import TimeoutLoader
 from nbserve.errors import ServingError, StatusCode
 from nbserve.options import ModelConfig, VersionPolicy
-from nbserve.core.load_timeout import TimeoutLoader
 from nbserve.testing import FakeLoader
 from tests.reliability.helpers import HalfPlusTwo, fake_model_dir, routing_factory, serving
 from tests.transport.rest_client import call

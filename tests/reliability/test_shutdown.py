@@ -118,7 +118,7 @@ def test_stop_lets_in_flight_requests_finish(gated_server):
         assert stopper.is_alive()  # still waiting for the two in flight
     finally:
         gate.set()
-    for t in clients + [stopper]:
+    for t in [*clients, stopper]:
         t.join(30)
     assert not stopper.is_alive()
     assert results["rest"].status == 200 and results["rest"].json() == {"predictions": [3.0]}

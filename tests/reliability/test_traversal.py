@@ -1,4 +1,5 @@
-"""Security: names, labels and versions from URLs never reach the file system; only SavedModels load."""
+"""Security: names, labels and versions from URLs never reach the file system; only SavedModels
+load."""
 
 from __future__ import annotations
 
@@ -40,7 +41,8 @@ def file_access_log(monkeypatch):
 TRAVERSALS = [
     "..%2f..%2f" + SENTINEL, "%2e%2e%2f%2e%2e%2f" + SENTINEL, "%2E%2E%2F" + SENTINEL,
     "..%5c..%5c" + SENTINEL, "%2f" + "tmp%2f" + SENTINEL, "%2fetc%2fpasswd", "..", "%2e%2e",
-    "~%2f" + SENTINEL, "%252e%252e%252f" + SENTINEL, "%00" + SENTINEL, "hp2%2f..%2f..%2f" + SENTINEL,
+    "~%2f" + SENTINEL, "%252e%252e%252f" + SENTINEL, "%00" + SENTINEL,
+    "hp2%2f..%2f..%2f" + SENTINEL,
 ]
 
 
@@ -55,7 +57,7 @@ def test_url_names_labels_and_versions_never_reach_the_file_system(
     models_before = srv.core.known_models()
     file_access_log.clear()
     replies = []
-    for name in TRAVERSALS + [str(secret).replace("/", "%2f"), SENTINEL]:
+    for name in [*TRAVERSALS, str(secret).replace("/", "%2f"), SENTINEL]:
         replies.append(call(srv.rest_port, "POST", f"/v1/models/{name}:predict",
                             '{"instances": [1.0]}'))
         replies.append(call(srv.rest_port, "GET", f"/v1/models/{name}"))

@@ -3,7 +3,7 @@ output checks a well-formed model never trips."""
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pytest
@@ -138,6 +138,24 @@ def test_multi_inference(half_plus_two):
     assert results[0].classification is None and results[1].regression is None
 
 
+@pytest.mark.tfs_testdata
+def test_multi_inference_across_signatures_with_different_inputs(half_plus_two_tf2):
+    """The TF2 export gives every signature its own input tensor; each task's own input gets
+    the same examples (TF Serving's testMultiInferenceTf2)."""
+    signatures = half_plus_two_tf2.signatures
+    names = {signatures[key].inputs["inputs"].name
+             for key in ("regress_x_to_y", "classify_x_to_y", "regress_x_to_y2")}
+    assert len(names) == 3
+    results = run_multi_inference(
+        half_plus_two_tf2, [("regress_x_to_y", REGRESS), ("classify_x_to_y", CLASSIFY),
+                            ("regress_x_to_y2", REGRESS)], [example(x=2.0), example(x=4.0)])
+    np.testing.assert_allclose(results[0].regression, [3.0, 4.0])
+    classes, scores = results[1].classification
+    assert classes is None
+    np.testing.assert_allclose(scores, [[3.0], [4.0]])
+    np.testing.assert_allclose(results[2].regression, [4.0, 5.0])
+
+
 # ---- request and signature errors -----------------------------------------------------------
 
 @pytest.mark.tfs_testdata
@@ -151,7 +169,7 @@ def test_no_examples_is_input_is_empty(half_plus_two):
 @pytest.mark.tfs_testdata
 def test_unknown_signature(half_plus_two):
     for call in (run_classify, run_regress):
-        err = error_of(lambda: call(half_plus_two, "nope", [example(x=1.0)]))
+        err = error_of(lambda call=call: call(half_plus_two, "nope", [example(x=1.0)]))
         assert err == ServingError(StatusCode.INVALID_ARGUMENT,
                                    "No signature was found with the name: nope")
 
@@ -216,10 +234,12 @@ def test_multi_inference_errors(half_plus_two):
         half_plus_two, [("serving_default", "tensorflow/serving/predict")], examples))
     assert err == ServingError(StatusCode.UNIMPLEMENTED,
                                "Unsupported signature method_name: tensorflow/serving/predict")
+    # different input tensors are allowed now; x2:0 is a float placeholder, so feeding it the
+    # serialized examples fails in TensorFlow, as TF Serving's one session run does
     err = error_of(lambda: run_multi_inference(
         half_plus_two, [("regress_x_to_y", REGRESS), ("regress_x2_to_y3", REGRESS)], examples))
     assert err == ServingError(StatusCode.INVALID_ARGUMENT,
-                               "Input tensor must be the same for all Signatures.")
+                               "Expects arg[0] to be float but string is provided")
     err = error_of(lambda: run_multi_inference(half_plus_two, [("", REGRESS)], examples))
     assert err.message.startswith("No regression inputs found in SignatureDef: ")
 
@@ -301,7 +321,7 @@ def test_classify_signature_checks():
         (Signature("s", CLASSIFY, STRING_INPUT, {}), "Expected one or two output Tensors, found 0"),
     ]
     for sig, message in cases:
-        err = error_of(lambda: run_classify(FakeServable([sig], {}), "s", [b"e"]))
+        err = error_of(lambda sig=sig: run_classify(FakeServable([sig], {}), "s", [b"e"]))
         assert err == ServingError(StatusCode.INVALID_ARGUMENT, message)
     sig = Signature("s", CLASSIFY, STRING_INPUT, {"probabilities": out("p")})
     err = error_of(lambda: run_classify(FakeServable([sig], {}), "s", [b"e"]))
@@ -346,7 +366,7 @@ def test_regress_signature_checks():
         (Signature("s", REGRESS, STRING_INPUT, {"y": out("y")}), None),
     ]
     for sig, message in cases:
-        err = error_of(lambda: run_regress(FakeServable([sig], {}), "s", [b"e"]))
+        err = error_of(lambda sig=sig: run_regress(FakeServable([sig], {}), "s", [b"e"]))
         assert err.code == StatusCode.INVALID_ARGUMENT
         if message is not None:
             assert err.message == message
@@ -356,6 +376,23 @@ def test_regress_signature_checks():
     err = error_of(lambda: run_regress(FakeServable([cases[2][0]], {}), "s", [b"e"]))
     assert err.message == ("No regression outputs found in SignatureDef: "
                            + signature_debug_string(cases[2][0]))
+
+
+def test_multi_inference_feeds_each_tasks_own_input_the_same_examples():
+    classify = Signature("c", CLASSIFY, {"inputs": TensorInfo("c_in:0", "DT_STRING", (-1,))},
+                         {"scores": out("scores")})
+    regress = Signature("r", REGRESS, {"inputs": TensorInfo("r_in:0", "DT_STRING", (-1,))},
+                        {"outputs": out("y")})
+    servable = FakeServable([classify, regress], {"scores": np.array([[0.5]], np.float32),
+                                                  "outputs": np.array([[1.5]], np.float32)})
+    results = run_multi_inference(servable, [("r", REGRESS), ("c", CLASSIFY)], [b"ex"])
+    assert [(getattr(sig, "key", sig), list(inputs), fetch)  # a key, or a Signature (run API)
+            for sig, inputs, fetch in servable.calls] == [
+        ("r", ["inputs"], ["outputs"]), ("c", ["inputs"], ["scores"])]
+    for _, inputs, _ in servable.calls:
+        assert inputs["inputs"].tolist() == [b"ex"]
+    np.testing.assert_allclose(results[0].regression, [1.5])
+    np.testing.assert_allclose(results[1].classification[1], [[0.5]])
 
 
 def test_signature_debug_string_format():
