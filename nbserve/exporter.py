@@ -39,7 +39,8 @@ def export(model: Any, base_path: str, version: int | None = None,
     array-like for a single-input signature; arrays are cast to the signature's input dtypes.
     ``tflite=True`` also writes ``model.tflite`` beside ``saved_model.pb``, converted from the
     exported SavedModel with ``tf.lite.TFLiteConverter`` (its signatures keep their keys and
-    aliases), inside the same atomic publish; a server started with ``prefer_tflite_model``
+    aliases; a single one is also stored where TF Serving's TFLite session reads SignatureDefs),
+    inside the same atomic publish; a server started with ``prefer_tflite_model``
     (``%tfserve start PATH --tflite``) serves it, any other serves the SavedModel.
     Raises FileExistsError if that version folder exists already, and ValueError when the model
     cannot be converted to TFLite (nothing is published then).
@@ -78,7 +79,7 @@ def write_tflite(export_dir: str) -> str:
     Raises ValueError with the converter's reason when TFLite cannot express the model."""
     import tensorflow as tf
 
-    from nbserve.servables.tflite import TFLITE_FILE
+    from nbserve.servables.tflite import TFLITE_FILE, with_tf_serving_signatures
 
     try:
         converted = tf.lite.TFLiteConverter.from_saved_model(export_dir).convert()
@@ -87,7 +88,7 @@ def write_tflite(export_dir: str) -> str:
                          f"{exc}") from exc
     path = os.path.join(export_dir, TFLITE_FILE)
     with open(path, "wb") as file:
-        file.write(converted)
+        file.write(with_tf_serving_signatures(converted))
     return path
 
 

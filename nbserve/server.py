@@ -49,12 +49,10 @@ def saved_model_loader_factory(options: ServerOptions) -> LoaderFactory:
 
 
 def session_config(options: ServerOptions) -> Any:
-    """The TF ``ConfigProto`` every version's session starts from (thread settings)."""
-    from tensorflow.core.protobuf import config_pb2
+    """The TF ``ConfigProto`` every version's session starts from (``servables.loaders``)."""
+    from nbserve.servables.loaders import session_config as make_session_config
 
-    return config_pb2.ConfigProto(
-        inter_op_parallelism_threads=options.tensorflow_inter_op_parallelism,
-        intra_op_parallelism_threads=options.tensorflow_intra_op_parallelism)
+    return make_session_config(options)
 
 
 def warn_if_exposed(options: ServerOptions) -> None:

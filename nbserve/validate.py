@@ -16,6 +16,9 @@ What TF Serving's ModelServer needs, and what is checked:
 * no Python-only ops (``PyFunc``, ``PyFuncStateless``, ``EagerPyFunc`` from ``tf.py_function``/
   ``tf.numpy_function``): the ModelServer has no Python interpreter, so they fail at run time;
 * no op this TensorFlow does not know (a custom op needs to be linked into the ModelServer).
+* ``model.tflite`` when present (served with ``--prefer_tflite_model``): a TFLite flatbuffer, and
+  whether it stores SignatureDefs (without them TF Serving names aliases after tensors); a version
+  folder holding only ``model.tflite`` is servable with that flag only.
 
 Severities: ``error`` (TF Serving cannot load it, or every call fails), ``warning`` (it loads but
 some requests fail or need care), ``info`` (facts worth knowing, such as the TensorFlow version
@@ -32,7 +35,8 @@ import json
 import os
 import sys
 from dataclasses import asdict, dataclass
-from typing import Any, Iterable, Sequence
+from typing import Any
+from collections.abc import Iterable, Sequence
 
 from nbserve.servables.signature import DT_ENUM, DT_TO_NUMPY
 from nbserve.sources.filesystem import parse_version
@@ -46,6 +50,7 @@ PYTHON_OPS = frozenset({"PyFunc", "PyFuncStateless", "EagerPyFunc"})
 _INTERNAL_SIGNATURE_PREFIX = "__"
 _DT_NAMES = {number: name for name, number in DT_ENUM.items()}
 #: dtypes that cannot be fed or fetched through a request at all.
+_TFLITE_FILE = "model.tflite"
 _UNSERVABLE_DTYPES = frozenset({"DT_INVALID", "DT_RESOURCE", "DT_VARIANT"})
 
 
@@ -83,7 +88,7 @@ def validate(path: str | os.PathLike[str], tags: Sequence[str] = ("serve",)) -> 
     path = os.path.abspath(os.fspath(path))
     if not os.path.isdir(path):
         return [Finding(ERROR, "not-found", "no such folder", path)]
-    if _saved_model_file(path):
+    if _saved_model_file(path) or os.path.isfile(os.path.join(path, _TFLITE_FILE)):
         findings = validate_saved_model(path, tags)
         if parse_version(os.path.basename(path)) is None:
             findings.append(Finding(
@@ -118,6 +123,11 @@ def validate_saved_model(path: str | os.PathLike[str],
     """Check one version folder (a SavedModel directory); unsorted findings."""
     path = os.path.abspath(os.fspath(path))
     model_file = _saved_model_file(path)
+    tflite = _check_tflite(path)
+    if model_file is None and tflite:
+        return [*tflite, Finding(WARNING, "tflite-only",
+                                 "only model.tflite in this version folder: servable with "
+                                 "--prefer_tflite_model=true only", path)]
     if model_file is None:
         return [Finding(ERROR, "no-saved-model",
                         "no saved_model.pb or saved_model.pbtxt in this version folder", path)]
@@ -134,7 +144,7 @@ def validate_saved_model(path: str | os.PathLike[str],
         return [Finding(ERROR, "no-serve-tag",
                         f"no MetaGraph tagged exactly {sorted(wanted)} (TF Serving's "
                         f"--saved_model_tags); the MetaGraphs are tagged {tag_sets}", path)]
-    findings = _check_signatures(meta_graph, path)
+    findings = tflite + _check_signatures(meta_graph, path)
     findings += _check_ops(meta_graph, path)
     findings += _check_variables(meta_graph, path)
     version = meta_graph.meta_info_def.tensorflow_version
@@ -143,6 +153,34 @@ def validate_saved_model(path: str | os.PathLike[str],
                                 f"written by TensorFlow {version}; serve it with "
                                 f"tensorflow/serving:{version} or newer", path))
     return findings
+
+
+def _check_tflite(path: str) -> list[Finding]:
+    """Findings about ``model.tflite`` (served with ``--prefer_tflite_model``); [] without one.
+    Reads the flatbuffer only: TF Serving takes SignatureDefs from its metadata, else it names
+    the inputs and outputs after the interpreter's tensors."""
+    model_path = os.path.join(path, _TFLITE_FILE)
+    if not os.path.isfile(model_path):
+        return []
+    from nbserve.errors import ServingError
+    from nbserve.servables.tflite_signatures import metadata_signature_defs
+
+    with open(model_path, "rb") as f:
+        data = f.read()
+    if data[4:8] != b"TFL3":
+        return [Finding(ERROR, "tflite-unreadable", "model.tflite is not a TFLite flatbuffer "
+                        "(no TFL3 identifier)", path)]
+    try:
+        defs = metadata_signature_defs(data)
+    except ServingError as exc:
+        return [Finding(ERROR, "tflite-signatures", exc.message, path)]
+    if not defs:
+        return [Finding(WARNING, "tflite-no-signature-defs",
+                        "model.tflite stores no SignatureDefs: TF Serving serves one "
+                        "'serving_default' whose aliases are its tensor names (nbserve.export("
+                        "..., tflite=True) stores them)", path)]
+    return [Finding(INFO, "tflite", "model.tflite is served instead of the SavedModel with "
+                    f"--prefer_tflite_model=true; signatures {sorted(defs)}", path)]
 
 
 def _saved_model_file(path: str) -> str | None:

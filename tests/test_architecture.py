@@ -46,7 +46,6 @@ TENSORFLOW_FREE = ("tensorflow_serving.config",)
 # test fails as soon as the fix arrives and this entry must go.
 PENDING = {
     "nbserve/codec/tensors.py": "branch codec: TensorProto without importing TensorFlow",
-    "nbserve/server.py": "session_config moves beside the SavedModel loader (servables/)",
 }
 
 

@@ -128,3 +128,25 @@ def test_request_types_match_the_dtype_rule(tmp_path):
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert info.value.details() == "Expects arg[0] to be float but double is provided"
     assert request.inputs["x"].dtype == types_pb2.DT_DOUBLE
+
+
+def test_export_stores_the_signature_where_tf_serving_reads_it(tmp_path):
+    """TF Serving's TFLite session reads SignatureDefs from the flatbuffer's metadata only."""
+    from nbserve.servables.tflite import TfLiteLoader
+    from nbserve.servables.tflite_signatures import metadata_signature_defs
+
+    base = str(tmp_path / "affine")
+    module = Affine(0.5, 2.0)
+    version = nbserve.export(module, base, signatures=module.__call__, tflite=True)
+    folder = os.path.join(base, str(version))
+    with open(os.path.join(folder, "model.tflite"), "rb") as file:
+        defs = metadata_signature_defs(file.read())
+    assert list(defs) == ["serving_default"]
+    assert (list(defs["serving_default"].inputs), list(defs["serving_default"].outputs)) == (
+        ["x"], ["y"])
+    loader = TfLiteLoader(folder)
+    loader.load()
+    try:
+        assert loader.servable().signature_source == "metadata"
+    finally:
+        loader.unload()

@@ -263,3 +263,11 @@ def test_nbserve_server_with_prefer_tflite_model(tfs_testdata):
             proc.kill()
         proc.communicate()
 
+
+
+def test_tfserve_start_tflite_flag_prefers_tflite(tmp_path):
+    pytest.importorskip("IPython")
+    from nbserve.magic import parse_line, serve_kwargs
+
+    assert serve_kwargs(parse_line(f"start {tmp_path} --tflite"))["prefer_tflite_model"] is True
+    assert "prefer_tflite_model" not in serve_kwargs(parse_line(f"start {tmp_path}"))

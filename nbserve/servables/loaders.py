@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from nbserve.core.server_core import LoaderFactory
+from nbserve.core.loader import LoaderFactory
 from nbserve.options import ServerOptions
 from nbserve.servables.saved_model import SavedModelLoader
 from nbserve.servables.tflite import TfLiteLoader, has_tflite_model

@@ -28,7 +28,12 @@ from typing import Any
 import numpy as np
 
 from nbserve.errors import ServingError, StatusCode, as_serving_error
-from nbserve.servables.predict_util import as_feed, check_inputs, output_aliases
+from nbserve.servables.predict_util import (
+    as_feed,
+    check_inputs,
+    output_aliases,
+    signature_not_found,
+)
 from nbserve.servables.signature import Signature
 from nbserve.servables.tflite_signatures import (
     DEFAULT_SIGNATURE,
@@ -36,6 +41,7 @@ from nbserve.servables.tflite_signatures import (
     Described,
     describe,
     signature_def_map,
+    with_signature_defs_metadata,
 )
 
 TFLITE_FILE = "model.tflite"
@@ -51,6 +57,25 @@ def _tf() -> Any:
 def has_tflite_model(export_dir: str) -> bool:
     """True when ``export_dir`` holds a ``model.tflite`` file."""
     return os.path.isfile(os.path.join(export_dir, TFLITE_FILE))
+
+
+def with_tf_serving_signatures(model: bytes) -> bytes:
+    """``model`` (a converter's output) with its one signature also stored as
+    ``signature_defs_metadata``, the only place TF Serving's TFLite session looks, so
+    ``tensorflow_model_server --prefer_tflite_model`` serves the same keys and aliases as nbserve.
+    Unchanged when it has no signature table, several signatures, or one that is not the primary
+    subgraph's."""
+    interpreter = TfLiteLoader._interpreter(_tf(), model)
+    described = describe(model, interpreter)
+    if described.source != "signature_runners" or len(described.signatures) != 1:
+        return model
+    primary = {str(d["name"]) for d in
+               [*interpreter.get_input_details(), *interpreter.get_output_details()]}
+    (signature,) = described.signatures.values()
+    names = {info.name for info in [*signature.inputs.values(), *signature.outputs.values()]}
+    if not names <= primary:
+        return model
+    return with_signature_defs_metadata(model, described.signatures)
 
 
 # --------------------------------------------------------------------------------------------
@@ -199,12 +224,9 @@ class TfLiteServable:
         if self._closed:
             raise ServingError(StatusCode.FAILED_PRECONDITION,
                                f"TFLite model at {self._export_dir} has been unloaded")
-        if isinstance(signature, str):  # the protocol before PROTOCOL-CHANGES item 1
-            found = self._signatures.get(signature)
-            if found is None:
-                raise ServingError(StatusCode.FAILED_PRECONDITION,
-                                   f'Serving signature key "{signature}" not found.')
-            signature = found
+        known = self._signatures.get(signature.key)
+        if known is not signature and known != signature:  # not one of this version's own
+            raise signature_not_found(signature.key)
         binding = self._bindings[signature.key]
         check_inputs(signature, inputs)
         fetch = output_aliases(signature, output_filter)

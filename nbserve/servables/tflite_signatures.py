@@ -232,3 +232,33 @@ def signature_def_map(signatures: Mapping[str, Signature]) -> Any:
                     for size in info.shape:
                         entry.tensor_shape.dim.add().size = size
     return result
+
+
+def with_signature_defs_metadata(model: bytes, signatures: Mapping[str, Signature]) -> bytes:
+    """``model`` with ``signatures`` stored as its ``signature_defs_metadata`` (replacing any), the
+    way TFLite's ``SetSignatureDefMap`` writes it, so TF Serving's TFLite session reads the same
+    keys and aliases. TensorInfo names must be the primary subgraph's tensor names."""
+    from flatbuffers import flexbuffers
+    from tensorflow.lite.python import schema_py_generated as schema
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    defs = signature_def_map(signatures).signature_def
+    builder = flexbuffers.Builder()
+    with builder.Map():
+        for key in sorted(defs):
+            builder.Key(key)
+            # A flexbuffer STRING holding the serialized proto (bytes, so not Builder.String).
+            builder._WriteBlob(defs[key].SerializeToString(), append_zero=True,
+                               type_=flexbuffers.Type.STRING)
+    payload = bytes(builder.Finish())
+    tree = flatbuffer_utils.read_model_from_bytearray(bytearray(model))
+    buffer = schema.BufferT()
+    buffer.data = list(payload)
+    tree.buffers.append(buffer)
+    entry = schema.MetadataT()
+    entry.name = SIGNATURE_DEFS_METADATA
+    entry.buffer = len(tree.buffers) - 1
+    tree.metadata = [m for m in (tree.metadata or [])
+                     if m.name not in (SIGNATURE_DEFS_METADATA, SIGNATURE_DEFS_METADATA.encode())]
+    tree.metadata.append(entry)
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(tree))

@@ -180,3 +180,12 @@ def test_converted_model_keeps_its_signature_aliases(tmp_path):
         assert servable.run(signature, {"features": x[:1]})["doubled"].tolist() == [[2.0, 4.0]]
     finally:
         loader.unload()
+
+
+def test_a_signature_of_another_servable_is_not_found(load):
+    plain, sigdef = load(PLAIN), load(SIGDEF)
+    other = sigdef.signatures["serving_default"]  # same key, different TensorInfo names
+    with pytest.raises(ServingError) as info:
+        plain.run(other, {"x": np.array([1.0], np.float32)})
+    assert (info.value.code, info.value.message) == (
+        StatusCode.FAILED_PRECONDITION, 'Serving signature key "serving_default" not found.')
