@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from typing import Any
 
 from nbserve.options import ModelConfig, ServerOptions
@@ -67,7 +68,10 @@ def serve(path: str | None, name: str | None = None, port: int | None = 8500,
     never takes the kernel down. ``switch_interval`` (seconds, default 1 ms) lowers Python's GIL
     switch interval (``sys.setswitchinterval``, 5 ms by default) for an in-process server, so a
     cell running a pure-Python loop delays requests ~3x less (bench/busy_kernel.py); it never
-    raises an interval that is already lower, and None leaves it alone. Other keyword arguments
+    raises an interval that is already lower, and None leaves it alone. ``auth_token``: a token
+    REST and gRPC clients must send; ``"auto"`` generates one, and so does leaving it out on a
+    shared host (JupyterHub) unless ``$NBSERVE_AUTH_TOKEN`` is set; ``""`` keeps the server open
+    (warned about on a shared host). The token is ``srv.auth_token``. Other keyword arguments
     are ``ServerOptions`` fields.
     """
     config_file = options.pop("model_config_file", "") or ""
@@ -89,6 +93,11 @@ def serve(path: str | None, name: str | None = None, port: int | None = 8500,
         models = models_for_path(path, name)
     else:
         raise ValueError("serve() needs a model path or a model_config_file")
+    from nbserve.transport.auth import OPEN_ON_SHARED_HOST, resolve_token, shared_host
+
+    if options.get("auth_token") == "" and shared_host():
+        warnings.warn(OPEN_ON_SHARED_HOST, UserWarning, stacklevel=2)  # seen in the cell
+    options["auth_token"] = resolve_token(options.get("auth_token"))
     opts = ServerOptions(models=models, grpc_port=port, rest_api_port=rest_api_port, host=host,
                          device=device, **options)
     stop_servers_on_ports((port, rest_api_port))

@@ -81,8 +81,9 @@ IMPLEMENTED: tuple[Flag, ...] = (
          "replay assets.extra/tf_serving_warmup_requests before a version is AVAILABLE"),
     Flag("num_request_iterations_for_warmup", int, 0, "times each warmup record runs (0: once)"),
     Flag("version", _bool, False, "print the version and exit"),
-    Flag("auth_token", str, "", "nbserve: require 'Authorization: Bearer <token>' (REST) / "
-         "'authorization' metadata (gRPC); default $NBSERVE_AUTH_TOKEN"),
+    Flag("auth_token", str, None, "nbserve: require 'Authorization: Bearer <token>' (REST) / "
+         "'authorization' metadata (gRPC); 'auto' generates one; default $NBSERVE_AUTH_TOKEN, "
+         "else 'auto' under JupyterHub, else none"),
     Flag("rest_api_max_request_bytes", int, 100 * 1024 * 1024,
          "nbserve: largest REST request body, after decompression (413 beyond)"),
     Flag("grpc_max_message_bytes", int, 2**31 - 1,

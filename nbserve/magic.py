@@ -79,6 +79,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="REST port (0: a free port, off: no REST)")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--device", choices=("cpu", "gpu", "auto"), default="auto")
+    parser.add_argument("--isolate", action="store_true",
+                        help="run the server in a child process (a crash there spares the kernel)")
+    parser.add_argument("--auth_token", default=None,
+                        help="bearer token clients must send ('auto' generates one; '' none)")
     parser.add_argument("--poll", type=_seconds, default=None,
                         help="file-system poll interval in seconds (default 1)")
     parser.add_argument("--config", help="a ModelServerConfig text file")
@@ -114,7 +118,8 @@ def serve_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     """``nbserve.serve`` keyword arguments for a parsed ``start`` line."""
     kwargs: dict[str, Any] = {"path": args.path, "name": args.name, "port": args.port,
                               "rest_api_port": args.rest_api_port, "host": args.host,
-                              "device": args.device,
+                              "device": args.device, "isolate": args.isolate,
+                              "auth_token": args.auth_token,
                               "max_num_load_retries": max(args.load_retries, 0),
                               "load_retry_interval_micros": 1_000_000}
     if args.grpc_socket_path:

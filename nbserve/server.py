@@ -351,6 +351,11 @@ class Server:
         return f"http://{self._url_host()}:{self.rest_port}" if self.rest_port else None
 
     @property
+    def auth_token(self) -> str:
+        """The bearer token REST and gRPC clients must send ("" when auth is off)."""
+        return self.options.auth_token
+
+    @property
     def grpc_target(self) -> str | None:
         """``host:port`` for ``grpc.insecure_channel``, or None when gRPC is off."""
         return f"{self._url_host()}:{self.grpc_port}" if self.grpc_port else None

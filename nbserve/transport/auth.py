@@ -7,6 +7,10 @@ flag ``--auth_token``, env ``NBSERVE_AUTH_TOKEN``). When it is set:
   ``authorization: Bearer <token>``. A missing or wrong token is UNAUTHENTICATED (HTTP 401 with
   ``{"error": ...}``, gRPC ``UNAUTHENTICATED``). Tokens are compared with ``hmac.compare_digest``
   (constant time).
+* ``auto`` (``--auth_token auto``, ``auth_token="auto"``) generates a random token; on a shared
+  host (JupyterHub sets ``JUPYTERHUB_USER``), where 127.0.0.1 is reachable by every user of the
+  machine, a server started without any token setting gets one that way. An explicit empty
+  token keeps the server open there, with a one-line warning.
 * The probes (``/healthz``, ``/readyz``, the Prometheus path, ``grpc.health.v1.Health``) stay
   open without a token only while the server binds a loopback address; bound to anything else
   they need the token too. CORS preflights (``OPTIONS``) never need it (browsers send no
@@ -21,22 +25,48 @@ import hmac
 import ipaddress
 import logging
 import os
+import secrets
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 log = logging.getLogger("nbserve.auth")
 
 TOKEN_ENV = "NBSERVE_AUTH_TOKEN"
+AUTO = "auto"
+SHARED_HOST_ENV = "JUPYTERHUB_USER"
+OPEN_ON_SHARED_HOST = ("auth_token is empty: every user of this shared machine can call these "
+                       "models (drop the setting, or use auth_token='auto', to require a token)")
 MISSING_TOKEN = "Missing bearer token: send the header \"Authorization: Bearer <token>\""
 WRONG_TOKEN = "Invalid bearer token"
 GRPC_HEALTH_PREFIX = "/grpc.health.v1.Health/"
 
 
-def resolve_token(flag_value: str | None = None) -> str:
-    """The token to require: the flag's value, else ``$NBSERVE_AUTH_TOKEN``, else "" (auth off)."""
-    if flag_value:
-        return flag_value
-    return os.environ.get(TOKEN_ENV, "")
+def shared_host() -> bool:
+    """True where other users of this machine can reach its loopback ports (JupyterHub)."""
+    return bool(os.environ.get(SHARED_HOST_ENV))
+
+
+def generate_token() -> str:
+    """A fresh random token (32 bytes, URL-safe text)."""
+    return secrets.token_urlsafe(32)
+
+
+def resolve_token(setting: str | None = None) -> str:
+    """The token to require ("" = auth off) from a flag or argument value.
+
+    ``None`` (not given): ``$NBSERVE_AUTH_TOKEN`` when set, else a generated token on a shared
+    host, else "". ``"auto"``: a generated token. ``""``: auth off, with a warning logged on a
+    shared host. Any other value is the token. The token itself is never logged.
+    """
+    if setting is None:
+        setting = os.environ.get(TOKEN_ENV)
+        if setting is None:
+            return generate_token() if shared_host() else ""
+    if setting.strip().lower() == AUTO:
+        return generate_token()
+    if not setting and shared_host():
+        log.warning(OPEN_ON_SHARED_HOST)
+    return setting
 
 
 def is_loopback(host: str) -> bool:
