@@ -44,9 +44,7 @@ TENSORFLOW_FREE = ("tensorflow_serving.config",)
 
 # Files that still break the rule until another branch lands (issue 11): strict xfail, so the
 # test fails as soon as the fix arrives and this entry must go.
-PENDING = {
-    "nbserve/codec/tensors.py": "branch codec: TensorProto without importing TensorFlow",
-}
+PENDING: dict[str, str] = {}
 
 
 def imported_modules(path: pathlib.Path) -> set[str]:

@@ -343,7 +343,10 @@ def _decode(proto: TensorProto, codec: _Codec, shape: tuple[int, ...], count: in
                 else _numbers_from_content(content, codec, count))
     else:
         flat = _from_values(proto, codec, count)
-    return flat.reshape(shape)
+    try:
+        return flat.reshape(shape)
+    except ValueError as exc:  # numpy holds at most 64 dimensions; TensorFlow allows 254
+        raise _Malformed(f"shape {list(shape)} cannot be represented: {exc}") from None
 
 
 def _numbers_from_content(content: bytes, codec: _Codec, count: int) -> np.ndarray:

@@ -320,6 +320,13 @@ def test_valid_dtypes_nbserve_cannot_represent_are_invalid_argument(dtype):
     assert "unsupported dtype " + dtype in str(err.__cause__)
 
 
+@pytest.mark.parametrize("rank", [65, 254])
+def test_ranks_tensorflow_allows_but_numpy_cannot_hold_are_invalid_argument(rank):
+    err = parse_error(proto("DT_FLOAT", (1,) * rank, float_val=[1.0]), alias="in")
+    assert err.code == StatusCode.INVALID_ARGUMENT and err.message == "tensor parsing error: in"
+    assert "cannot be represented" in str(err.__cause__)
+
+
 def test_arrays_above_the_size_bound_are_rejected_before_allocation():
     p = proto("DT_FLOAT", (2**20, 2**20), float_val=[0.0])
     assert "more than the limit" in parse_error(p).message
