@@ -58,12 +58,14 @@ class Cli:
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
         self.lines: queue.Queue[str] = queue.Queue()
         self.log: list[str] = []
-        threading.Thread(target=self._read, daemon=True).start()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
 
     def _read(self) -> None:
         assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            self.lines.put(line)
+        with self.proc.stderr:  # closed by the reader once the server's stderr ends
+            for line in self.proc.stderr:
+                self.lines.put(line)
 
     def wait_for_line(self, text: str, timeout: float = 120) -> None:
         deadline = time.monotonic() + timeout
@@ -91,6 +93,8 @@ class Cli:
         finally:
             if self.proc.poll() is None:
                 self.proc.kill()
+                self.proc.wait(30)
+            self._reader.join(30)
 
 
 @pytest.fixture

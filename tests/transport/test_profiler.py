@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import glob
 import os
+import pathlib
 import threading
 
 import pytest
@@ -158,7 +159,7 @@ def test_trace_writes_a_tensorboard_profile_of_live_traffic(server, tmp_path):
     with Traffic(server.rest_port):
         path, has_events = trace(logdir, 500)
     assert has_events and path in xplanes(logdir)
-    assert not is_empty(open(path, "rb").read())
+    assert not is_empty(pathlib.Path(path).read_bytes())
     report = profile_report(logdir, 500, path, has_events)
     assert path in report and "%load_ext tensorboard" in report
     assert f"%tensorboard --logdir {logdir}" in report and "Profile tab" in report
