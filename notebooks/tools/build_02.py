@@ -2,12 +2,9 @@
 
 import sys
 
-import nbformat as nbf
-from nbtools import build
+from nbtools import build, cell_makers
 
-cells = []
-md = lambda s: cells.append(nbf.v4.new_markdown_cell(s))
-code = lambda s: cells.append(nbf.v4.new_code_cell(s))
+cells, md, code = cell_makers()
 
 md("""# Versions, labels and model config files
 
@@ -18,7 +15,6 @@ TF Serving's production setup in a notebook: **several models from one config fi
 
 code("""import os, shutil, tempfile
 os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"  # keep TensorFlow's C++ start-up lines out of the cells
-import numpy as np
 import tensorflow as tf
 import nbserve
 from nbserve.config_file import model_server_config_to_text

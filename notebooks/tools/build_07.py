@@ -2,12 +2,9 @@
 
 import sys
 
-import nbformat as nbf
-from nbtools import build
+from nbtools import build, cell_makers
 
-cells = []
-md = lambda s: cells.append(nbf.v4.new_markdown_cell(s))
-code = lambda s: cells.append(nbf.v4.new_code_cell(s))
+cells, md, code = cell_makers()
 
 md("""# One model, two runtimes: SavedModel and TFLite
 

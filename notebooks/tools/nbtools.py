@@ -1,6 +1,21 @@
 """Shared by the notebook builders: tidy an executed notebook before it is committed."""
 
+from collections.abc import Callable
+
 import nbformat as nbf
+
+
+def cell_makers() -> tuple[list, Callable[[str], None], Callable[[str], None]]:
+    """``(cells, md, code)``: ``md(text)`` / ``code(text)`` append a markdown / code cell."""
+    cells: list = []
+
+    def md(text: str) -> None:
+        cells.append(nbf.v4.new_markdown_cell(text))
+
+    def code(text: str) -> None:
+        cells.append(nbf.v4.new_code_cell(text))
+
+    return cells, md, code
 
 
 def strip_stderr(path: str) -> None:
