@@ -40,7 +40,7 @@ class Capture:
     """
 
     def __init__(self, tracers: Mapping[str, int] | None = None) -> None:
-        from tensorflow.python.profiler.internal import (  # type: ignore[import-untyped]
+        from tensorflow.python.profiler.internal import (
             _pywrap_profiler,
         )
 
@@ -69,7 +69,7 @@ class Capture:
 def is_empty(xspace: bytes) -> bool:
     """True when the XSpace holds no trace event (TSL's ``IsEmpty``: the task-environment plane
     does not count). A client told "empty" retries the capture."""
-    from tensorflow.tsl.profiler.protobuf import xplane_pb2  # type: ignore[import-untyped]
+    from tensorflow.tsl.profiler.protobuf import xplane_pb2
 
     space = xplane_pb2.XSpace.FromString(xspace)
     return not any(line.events for plane in space.planes

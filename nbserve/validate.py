@@ -97,25 +97,25 @@ def validate(path: str | os.PathLike[str], tags: Sequence[str] = ("serve",)) -> 
                 "<model base path>/<N> and point --model_base_path (or base_path) at its parent",
                 path))
         return _sorted(findings)
-    findings: list[Finding] = []
+    found: list[Finding] = []
     versions = []
     for name in sorted(os.listdir(path)):
         child = os.path.join(path, name)
         if name.startswith(".") or not os.path.isdir(child):
             continue  # hidden (e.g. nbserve.export's .tmp-export-*) or plain files
         if parse_version(name) is None:
-            findings.append(Finding(INFO, "ignored-folder",
+            found.append(Finding(INFO, "ignored-folder",
                                     f"{name!r} is not a version number; TF Serving ignores it",
                                     child))
         else:
             versions.append(child)
     if not versions:
-        findings.append(Finding(ERROR, "no-versions",
+        found.append(Finding(ERROR, "no-versions",
                                 "no version folder (a folder named by a number holding "
                                 "saved_model.pb); TF Serving would serve nothing", path))
     for child in versions:
-        findings.extend(validate_saved_model(child, tags))
-    return _sorted(findings)
+        found.extend(validate_saved_model(child, tags))
+    return _sorted(found)
 
 
 def validate_saved_model(path: str | os.PathLike[str],

@@ -183,6 +183,9 @@ def test_the_child_never_outlives_its_kernel(model_path: str, tmp_path: Any) -> 
     finally:
         if kernel.poll() is None:
             kernel.kill()
+            kernel.wait(30)
+        if kernel.stdout is not None:
+            kernel.stdout.close()
 
 
 def test_stop_ends_the_child_and_frees_the_ports(model_path: str) -> None:

@@ -270,12 +270,12 @@ async def start_grpc_server(service: ServingService, executor: Executor, host: s
     ``port`` None gRPC listens there only (the bound port returned is then 0). ``profiler``:
     also serve ``tensorflow.ProfilerService`` (``nbserve.transport.profiler``).
     """
-    from grpc_health.v1 import (  # type: ignore[import-untyped]
+    from grpc_health.v1 import (
         health,
         health_pb2,
         health_pb2_grpc,
     )
-    from grpc_reflection.v1alpha import reflection  # type: ignore[import-untyped]
+    from grpc_reflection.v1alpha import reflection
 
     interceptors = [grpc_auth_interceptor(auth_token, host)] if auth_token else []
     server = grpc.aio.server(options=channel_options(max_message_bytes),

@@ -65,7 +65,7 @@ _FIELDS: dict[str, list[tuple[str, int, int, int, str]]] = {
 @functools.cache
 def messages() -> dict[str, Any]:
     """The message classes by short name (``ProfileRequest``, ...), built once."""
-    from tensorflow.tsl.profiler.protobuf import (  # type: ignore[import-untyped]
+    from tensorflow.tsl.profiler.protobuf import (
         profiler_options_pb2,
         xplane_pb2,
     )
