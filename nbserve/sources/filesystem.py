@@ -12,7 +12,8 @@ nbserve's improvements:
   so a new version is seen within ~0.1 s. A stat is portable (network mounts, containers) where
   inotify is not; polling stays the fallback.
 * **Settling.** A version folder is *taken* only once its content has stopped changing for
-  ``settle_seconds`` and it holds ``saved_model.pb`` (or ``.pbtxt``); a folder without one is taken
+  ``settle_seconds`` and it holds a model file (``saved_model.pb``, ``.pbtxt`` or TFLite's
+  ``model.tflite``: ``MODEL_FILES``); a folder without one is taken
   after ``incomplete_grace_seconds`` of quiet, so a broken export still surfaces as END with its
   error instead of staying invisible. Content whose newest mtime is already older than the settle
   time (an atomic rename of a finished export, or every folder at start-up) is taken at once.
@@ -40,6 +41,7 @@ log = logging.getLogger("nbserve.source")
 
 INT64_MAX = 2**63 - 1
 SAVED_MODEL_FILES = ("saved_model.pb", "saved_model.pbtxt")
+MODEL_FILES = (*SAVED_MODEL_FILES, "model.tflite")  # what makes a version folder complete
 
 
 def parse_version(name: str) -> int | None:
@@ -65,8 +67,9 @@ def tree_fingerprint(path: str) -> tuple[float, int, int]:
     return newest, count, size
 
 
-def has_saved_model(path: str) -> bool:
-    return any(os.path.exists(os.path.join(path, f)) for f in SAVED_MODEL_FILES)
+def has_model_file(path: str) -> bool:
+    """True when ``path`` holds a file some servable kind loads (``MODEL_FILES``)."""
+    return any(os.path.exists(os.path.join(path, f)) for f in MODEL_FILES)
 
 
 @dataclass
@@ -254,7 +257,7 @@ class FileSystemStoragePathSource:
         except OSError:
             watch.candidates.pop(path, None)
             return False
-        complete = has_saved_model(path)
+        complete = has_model_file(path)
         wait = self._settle if complete else self._grace
         if self._wall_clock() - fingerprint[0] >= wait:
             return True

@@ -113,6 +113,20 @@ def test_half_written_version_waits_until_quiet(tmp_path):
     assert rec.last("m") == [2]
 
 
+def test_a_tflite_only_version_is_complete_after_the_settle_time(tmp_path):
+    clock = FakeClock()
+    src, rec = source_for([ModelConfig("m", str(tmp_path))], settle_seconds=0.1,
+                          incomplete_grace_seconds=3.0, clock=clock.monotonic,
+                          wall_clock=clock.wall)
+    fresh = make_version(tmp_path, "1", complete=False, old=False)
+    (fresh / "model.tflite").write_bytes(b"x")
+    src.poll_once()
+    assert rec.calls == []
+    clock.advance(0.1)  # the settle time, not the 3 s grace of a folder with no model file
+    src.poll_once()
+    assert rec.last("m") == [1]
+
+
 def test_incomplete_version_is_taken_after_grace(tmp_path):
     clock = FakeClock()
     src, rec = source_for([ModelConfig("m", str(tmp_path))], settle_seconds=0.1,
