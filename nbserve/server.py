@@ -443,7 +443,8 @@ class Server:
         return the version. With ``version=None``: any version, the highest one returned.
 
         Waiting for AVAILABLE raises the version's load error (ServingError) when it ends in
-        END first. Raises TimeoutError after ``timeout`` seconds, with the model's hint when
+        END with an error first (an END without error, an unloaded version, is waited on: a
+        ``load_version`` or a new policy may bring it back). Raises TimeoutError after ``timeout`` seconds, with the model's hint when
         nbserve knows why it waits (e.g. no numbered version folder). A model not (yet) in the
         config is waited for too (a config reload may bring it).
         """
@@ -481,9 +482,9 @@ class Server:
                 if state.state == ManagerState.AVAILABLE:
                     result["version"] = state.id.version
                     return True
-            if version is not None and wanted and wanted[0].state == ManagerState.END:
-                result["error"] = wanted[0].error or ServingError(
-                    StatusCode.NOT_FOUND, f"Version {version} of model {name} was unloaded")
+            if version is not None and wanted and wanted[0].state == ManagerState.END and \
+                    wanted[0].error is not None:  # an unloaded version may be loaded again
+                result["error"] = wanted[0].error
                 return True
             if version is None and states and not self.core.manager.available_versions(name):
                 latest = states[max(states)]

@@ -110,10 +110,15 @@ def input_mismatches(signature: SignatureInfo, inputs: Any) -> list[str]:
             lines.append(f"input '{alias}' expects {spec.describe()}; got a ragged or mixed "
                          "value that is not one tensor")
             continue
-        if not (_shape_fits(spec, array.shape) and _dtype_fits(spec, array)):
+        dtype_fits = _dtype_fits(spec, array)
+        if not (_shape_fits(spec, array.shape) and dtype_fits):
+            # a list of numbers is cast to the signature's dtype: show what was fed
+            cast = dtype_fits and not isinstance(inputs[alias], np.ndarray)
+            sent = (f"{_dtype_name(spec)} {format_shape(array.shape)}" if cast
+                    else sent_description(array))
             lines.append(f"input '{alias}' expects {_dtype_name(spec)} shape "
                          f"{format_shape(spec.shape) if spec.shape is not None else '(any)'}; "
-                         f"got {sent_description(array)}")
+                         f"got {sent}")
     return lines
 
 
