@@ -444,8 +444,9 @@ class Server:
 
         Waiting for AVAILABLE raises the version's load error (ServingError) when it ends in
         END with an error first (an END without error, an unloaded version, is waited on: a
-        ``load_version`` or a new policy may bring it back). Raises TimeoutError after ``timeout`` seconds, with the model's hint when
-        nbserve knows why it waits (e.g. no numbered version folder). A model not (yet) in the
+        ``load_version`` or a new policy may bring it back). Raises TimeoutError after
+        ``timeout`` seconds, with the model's hint when nbserve knows why it waits (e.g. no
+        numbered version folder). A model not (yet) in the
         config is waited for too (a config reload may bring it).
         """
         wanted = ManagerState[state.upper()]
