@@ -82,7 +82,7 @@ def saved_model_loader_factory(options: ServerOptions) -> LoaderFactory:
 
 def session_config(options: ServerOptions) -> Any:
     """The TF ``ConfigProto`` every version's session starts from (thread settings)."""
-    from tensorflow.core.protobuf import config_pb2
+    from tensorflow.core.protobuf import config_pb2  # type: ignore[import-untyped]
 
     return config_pb2.ConfigProto(
         inter_op_parallelism_threads=options.tensorflow_inter_op_parallelism,
