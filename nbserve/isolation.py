@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import atexit
 import dataclasses
+import datetime
 import itertools
 import logging
 import os
@@ -67,16 +68,6 @@ class ChildExit:
         tail = "\n".join(self.last_lines[-5:])
         return f"the isolated server's process {self.description}" + (
             f"; its last log lines:\n{tail}" if tail else "")
-
-
-@dataclasses.dataclass(frozen=True)
-class ChildEvent:
-    """A state event from a child whose Server has no ``subscribe`` yet (older facade)."""
-
-    model: str
-    version: int | None
-    state: str
-    error: str | None
 
 
 def describe_returncode(code: int | None) -> str:
@@ -143,6 +134,9 @@ class IsolatedServer:
         self._subscribers: list[Callable[[Any], None]] = []
         self._state = "new"
         self._reader: threading.Thread | None = None
+        self.source = options.model_config_file or ", ".join(m.base_path for m in options.models)
+        self.started_at = datetime.datetime.now()
+        self._replaced_by: Any = None
 
     # -- lifetime --------------------------------------------------------------------------
     def start(self) -> IsolatedServer:
@@ -157,6 +151,7 @@ class IsolatedServer:
             env[_KERNEL_ID_ENV] = kernel_id
         self._state = "starting"
         self.death = None
+        self.started_at = datetime.datetime.now()
         try:
             self._proc = subprocess.Popen(
                 [sys.executable, "-c", _CHILD_ENTRY, str(child_sock.fileno())],
@@ -221,6 +216,8 @@ class IsolatedServer:
         self._kill()
         self._state = "stopped"
         _unregister(self)
+        if was_running:
+            self._publish(_state_change("", None, "STOPPED", None))
 
     def restart(self) -> IsolatedServer:
         """Stop what is left of the child and start a new one on the same ports."""
@@ -251,6 +248,15 @@ class IsolatedServer:
     @property
     def running(self) -> bool:
         return self._state == "running"
+
+    @property
+    def replaced_by(self) -> Any:
+        """The server that replaced this one (a re-run start cell), or None."""
+        return self._replaced_by
+
+    def _mark_replaced(self, new: Any) -> None:
+        self._replaced_by = new
+        self._publish(_state_change("", None, "REPLACED", None))
 
     @property
     def pid(self) -> int | None:
@@ -420,10 +426,8 @@ class IsolatedServer:
 
 
 def _state_change(model: str, version: int | None, state: str, error: str | None) -> Any:
-    try:
-        from nbserve.status import StateChange  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:
-        return ChildEvent(model, version, state, error)
+    from nbserve.status import StateChange
+
     return StateChange(model, version, state, error)
 
 
@@ -533,16 +537,8 @@ def child_main(fd: int) -> int:
 
 
 def _forward_events(server: Any, send: Callable[[Any], None]) -> None:
-    subscribe = getattr(server, "subscribe", None)
-    if callable(subscribe):
-        subscribe(lambda event: send(("event", event)))
-        return
-
-    def on_state(state: Any) -> None:
-        error = state.error.message if state.error is not None else None
-        send(("event", ChildEvent(state.id.name, state.id.version, state.state.name, error)))
-
-    server.core.event_bus.subscribe(on_state)
+    """Every ``StateChange`` of the child's server goes to the parent as it happens."""
+    server.subscribe(lambda event: send(("event", event)))
 
 
 def _serve_call(server: Any, message: tuple[Any, ...], send: Callable[[Any], None]) -> None:
