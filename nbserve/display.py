@@ -23,7 +23,7 @@ import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from nbserve.vocabulary import Look, model_waiting_look, policy_words, version_look
 
@@ -193,7 +193,7 @@ def model_html(model: ModelStatus, traffic: Iterable[VersionTraffic] = (),
     by_version = {t.version: t for t in traffic}
     looks = looks_of(model)
     if not model.versions:
-        look = model_waiting_look(None if model.hint else None)
+        look = model_waiting_look()
         table = f"<div style='margin:2px 0'>{badge_html(look)}</div>"
     else:
         head = "".join(f"<th style='{_CELL}'>{h}</th>" for h in _HEAD)
@@ -270,6 +270,13 @@ def snapshot_text(snap: Snapshot) -> str:
     return "\n".join(lines)
 
 
+def _ipython_display() -> Callable[..., Any]:
+    """``IPython.display.display`` (imported on first use: ``import nbserve`` stays light)."""
+    from IPython.display import display
+
+    return display
+
+
 class _Rendered:
     """A fixed HTML/text pair for ``display`` (what a display id is updated with)."""
 
@@ -284,15 +291,26 @@ class _Rendered:
 
 
 # -- the live view ---------------------------------------------------------------------------------
-class _Ticker:
-    """One daemon thread for every live view: ``tick()`` each open view once a second."""
+class Ticking(Protocol):
+    """What the ticker drives: anything with a cheap, thread-safe ``tick()``."""
+
+    def tick(self) -> None: ...
+
+
+class Ticker:
+    """One daemon thread for every live view (display and panel): ``tick()`` each registered
+    object once a second; objects are held weakly and dropped with ``discard``."""
 
     def __init__(self) -> None:
-        self._views: weakref.WeakSet[ServerView] = weakref.WeakSet()
+        self._views: weakref.WeakSet[Ticking] = weakref.WeakSet()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
 
-    def add(self, view: ServerView) -> None:
+    def discard(self, view: Ticking) -> None:
+        with self._lock:
+            self._views.discard(view)
+
+    def add(self, view: Ticking) -> None:
         with self._lock:
             self._views.add(view)
             if self._thread is None or not self._thread.is_alive():
@@ -309,10 +327,13 @@ class _Ticker:
                     self._thread = None
                     return
             for view in views:
-                view.tick()
+                try:
+                    view.tick()
+                except Exception:  # noqa: BLE001 - one broken view must not stop the others
+                    pass
 
 
-_ticker = _Ticker()
+ticker = Ticker()
 
 
 class ServerView:
@@ -353,17 +374,13 @@ class ServerView:
 
     def show(self) -> Any:
         """Display now and follow the server; returns the display handle."""
-        display = self._display
-        if display is None:
-            from IPython.display import display as ipython_display
-
-            display = ipython_display
+        display = self._display or _ipython_display()
         snap = self.snapshot()
         self._last_html = snapshot_html(snap)
         self._handle = display(_Rendered(self._last_html, snapshot_text(snap)), display_id=True)
         if snap.phase == "running":
             self._unsubscribe = self.server.subscribe(self.on_event)
-            _ticker.add(self)
+            ticker.add(self)
         else:
             self.closed = True
         return self._handle
@@ -411,6 +428,7 @@ class ServerView:
             timer.cancel()
         if unsubscribe is not None:
             unsubscribe()
+        ticker.discard(self)
 
 
 def server_view(server: Server, *, display: Callable[..., Any] | None = None) -> ServerView:
@@ -427,10 +445,8 @@ class StatusView:
 
     def _ipython_display_(self) -> None:
         if not self.views:
-            from IPython.display import display
-
-            display(_Rendered("<p>No nbserve server is running in this kernel.</p>",
-                              "No nbserve server is running in this kernel."))
+            _ipython_display()(_Rendered("<p>No nbserve server is running in this kernel.</p>",
+                           "No nbserve server is running in this kernel."))
         for view in self.views:
             view.show()
 

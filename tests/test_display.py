@@ -9,8 +9,15 @@ from datetime import datetime
 import pytest
 
 from nbserve import vocabulary as V
-from nbserve.display import (ServerView, Snapshot, snapshot_html, snapshot_text, sparkline_svg,
-                             status_view, traffic_text)
+from nbserve.display import (
+    ServerView,
+    Snapshot,
+    snapshot_html,
+    snapshot_text,
+    sparkline_svg,
+    status_view,
+    traffic_text,
+)
 from nbserve.status import ModelStatus, VersionStatus, VersionTraffic
 
 HINT = ("Did you forget to name your leaf directory as a number (eg. '/1/')? A SavedModel sits "

@@ -1,7 +1,8 @@
-"""nbserve's ipywidgets panel: ``ServerPanel(server=None)`` (live states, version picker,
-load/unload, "try it", or a launcher), and the pure state -> rows formatting behind it.
+"""nbserve's ipywidgets panel: ``ServerPanel(server=None)`` (live states and traffic, version
+picker, load/unload, labels, request builder, compare; or a launcher), and the pure state -> view
+functions behind it (``nbserve.widgets.rows``, ``nbserve.widgets.builder``).
 
-``nbserve.widgets.rows`` needs no ipywidgets; ``ServerPanel`` imports ipywidgets on first use.
+``rows`` and ``builder`` need no ipywidgets; ``ServerPanel`` imports ipywidgets on first use.
 """
 
 from __future__ import annotations
@@ -10,8 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 from nbserve.widgets.rows import VersionRow, rows_html, rows_text, version_rows
 
-__all__ = ["ServerPanel", "ModelView", "Launcher", "VersionRow", "version_rows", "rows_html",
-           "rows_text"]
+__all__ = ["Launcher", "ModelView", "ServerPanel", "VersionRow", "rows_html", "rows_text",
+           "version_rows"]
 
 if TYPE_CHECKING:  # pragma: no cover
     from nbserve.widgets.panel import Launcher, ModelView, ServerPanel
