@@ -48,46 +48,6 @@ def browser_prerequisites():
                     "it when Node.js/npm are available")
 
 
-class Kernel:
-    """A kernel started by the lab (``POST /api/kernels``), driven over its connection file."""
-
-    def __init__(self, lab: Lab) -> None:
-        from jupyter_client import BlockingKernelClient
-
-        code, reply = lab.request("api/kernels", method="POST", body={"name": "python3"})
-        assert code == 201, reply
-        self.lab, self.id = lab, reply["id"]
-        connection = lab.runtime_dir / f"kernel-{self.id}.json"
-        deadline = time.monotonic() + 30
-        while not connection.is_file():
-            assert time.monotonic() < deadline, f"no connection file:\n{lab.log_tail()}"
-            time.sleep(0.1)
-        self.client = BlockingKernelClient(connection_file=str(connection))
-        self.client.load_connection_file()
-        self.client.start_channels()
-        self.client.wait_for_ready(timeout=60)
-
-    def run(self, code: str, timeout: float = 90) -> str:
-        """Execute ``code``; return its stdout; fail with the traceback on an error."""
-        out: list[str] = []
-
-        def hook(msg):
-            content = msg["content"]
-            if msg["msg_type"] == "stream" and content.get("name") == "stdout":
-                out.append(content["text"])
-            elif msg["msg_type"] == "error":
-                out.append("\n".join(content["traceback"]))
-
-        reply = self.client.execute_interactive(textwrap.dedent(code), timeout=timeout,
-                                                output_hook=hook)
-        assert reply["content"]["status"] == "ok", "".join(out)
-        return "".join(out)
-
-    def close(self) -> None:
-        self.client.stop_channels()
-        self.lab.request(f"api/kernels/{self.id}", method="DELETE")
-
-
 @pytest.fixture
 def kernel(lab, browser_prerequisites):
     k = Kernel(lab)
