@@ -99,7 +99,7 @@ class Kernel:
                 self.client.wait_for_ready(timeout=60)
                 break
             except RuntimeError:  # "Kernel died": a heartbeat missed on a busy machine
-                code, model = lab.request(f"api/kernels/{self.id}")
+                code, _ = lab.request(f"api/kernels/{self.id}")
                 assert code == 200 and time.monotonic() < deadline, \
                     f"kernel {self.id} not ready ({code}):\n{lab.log_tail()}"
                 time.sleep(0.5)
