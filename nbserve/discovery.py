@@ -155,7 +155,7 @@ def unregister(server: Any) -> bool:
     """Remove ``server``'s record; True when one was removed."""
     with _lock:
         path = _paths.pop(id(server), None)
-    return bool(path) and _remove(path)
+    return path is not None and _remove(path)
 
 
 def record_path(server: Any) -> str | None:

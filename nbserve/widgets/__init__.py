@@ -15,12 +15,13 @@ __all__ = ["Launcher", "ModelView", "ServerPanel", "VersionRow", "rows_html", "r
            "version_rows"]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from nbserve.widgets.panel import Launcher, ModelView, ServerPanel
+    from nbserve.widgets.panel import ServerPanel
+    from nbserve.widgets.parts import Launcher, ModelView
 
 
 def __getattr__(name: str) -> Any:
     if name in ("ServerPanel", "ModelView", "Launcher"):
-        from nbserve.widgets import panel
+        from nbserve.widgets import panel, parts
 
-        return getattr(panel, name)
+        return getattr(panel if name == "ServerPanel" else parts, name)
     raise AttributeError(f"module 'nbserve.widgets' has no attribute {name!r}")
