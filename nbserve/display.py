@@ -34,8 +34,9 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["ServerView", "Snapshot", "StatusView", "server_view", "snapshot_html",
            "snapshot_of", "snapshot_text", "sparkline_svg", "status_view", "traffic_text"]
 
-SNIPPETS = (("curl", "rest", "curl"), ("Python (requests)", "rest", "python"),
-            ("Python (gRPC)", "grpc", "python"))
+SNIPPETS = (("client code: curl (REST)", "rest", "curl"),
+            ("client code: Python requests (REST)", "rest", "python"),
+            ("client code: Python gRPC", "grpc", "python"))
 
 
 # -- the snapshot: everything a view shows, read from the facade ---------------------------------
@@ -171,7 +172,17 @@ def _version_label(model: ModelStatus, v: VersionStatus) -> str:
     return f"{v.version}" + (f" ({', '.join(labels)})" if labels else "")
 
 
-_HEAD = ("version", "state", "device", "load", "last minute", "")
+_HEAD = ("version", "state", "device", "load", "last minute")
+_IDLE = "<span style='opacity:.6'>no requests</span>"
+
+
+def _traffic_cell(t: VersionTraffic | None) -> str:
+    """The numbers of the last minute, then the sparkline, on one line."""
+    if t is None or not t.requests:
+        return _IDLE
+    return (f"<span style='white-space:nowrap'>{html.escape(traffic_text(t))} "
+            f"<span style='display:inline-block;margin-left:6px'>"
+            f"{sparkline_svg(t.per_second)}</span></span>")
 _CELL = "padding:2px 8px;text-align:left;vertical-align:middle"
 
 
@@ -203,8 +214,7 @@ def model_html(model: ModelStatus, traffic: Iterable[VersionTraffic] = (),
             cells = (esc(_version_label(model, v)), badge_html(looks[v.version]),
                      esc(v.device or ""), esc(f"{v.load_seconds:.2f} s"
                                               if v.load_seconds is not None else ""),
-                     esc(traffic_text(t)), sparkline_svg(t.per_second) if t and t.requests
-                     else "")
+                     _traffic_cell(t))
             rows.append(f"<tr data-version='{v.version}' data-state='{esc(v.state)}'>"
                         + "".join(f"<td style='{_CELL}'>{c}</td>" for c in cells) + "</tr>")
         table = (f"<table class='nbserve-versions' style='border-collapse:collapse'><thead><tr>"

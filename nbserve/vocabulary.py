@@ -92,10 +92,10 @@ def version_look(state: str, error: str | None = None, *, version: int | None = 
 
 
 def model_waiting_look(hint: str | None = None) -> Look:
-    """A model with no version yet: "waiting for a version", with the known cause if any."""
-    words = hint or "waiting for a version"
+    """A model with no version yet: "waiting", with the known cause (a hint) if any."""
+    words = hint or "no version folder yet"
     return _look("waiting", "waiting", words,
-                 "No version folder has been found yet" if not hint else hint)
+                 "No numbered version folder has been found in the base path yet")
 
 
 def look_json(look: Look) -> dict[str, str]:

@@ -143,8 +143,14 @@ class FakeHandle:
         self.changed.set()
 
 
-def test_server_view_is_live_and_closes_when_stopped(fake_server):
-    server = fake_server("live", versions=(1,))
+def test_server_view_is_live_and_closes_when_stopped(start_server, tmp_path):
+    from nbserve.options import ModelConfig
+    from nbserve.testing import FakeLoader
+
+    (tmp_path / "live" / "1").mkdir(parents=True)
+    server = start_server([ModelConfig("live", str(tmp_path / "live"))],
+                          loader_factory=lambda sid, path: FakeLoader())
+    server.wait_for("live", timeout=20)
     handle = FakeHandle()
     displayed = []
 

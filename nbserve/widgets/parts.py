@@ -202,6 +202,9 @@ class ModelView:
         versions = [r.version for r in self.rows]
         if list(self.label_version.options) != versions:
             self.label_version.options = versions
+        if self.label_version.value is None and versions:
+            serving = [r.version for r in self.rows if r.serving]
+            self.label_version.value = (serving or versions)[0]
         available = [r.version for r in self.rows if r.state == "AVAILABLE"]
         for dropdown, pick in ((self.compare_a, 0), (self.compare_b, 1)):
             if list(dropdown.options) != available:

@@ -98,13 +98,16 @@ def rows_html(rows: Sequence[VersionRow]) -> str:
     if not rows:
         return "<div class='nbserve-rows'><i>no versions yet</i></div>"
     head = "".join(f"<th style='{_CELL}'>{h}</th>" for h in
-                   ("version", "state", "device", "load time", "labels", "last minute", ""))
+                   ("version", "state", "device", "load time", "labels", "last minute"))
     body = []
     for row in rows:
         state = badge_html(row.look)
         version = f"{row.version}{' &#9664; default' if row.serving else ''}"
+        flow = (f"<span style='white-space:nowrap'>{esc(row.traffic)} <span style='display:"
+                f"inline-block;margin-left:6px'>{row.spark}</span></span>" if row.traffic else
+                "<span style='opacity:.6'>no requests</span>")
         cells = [version, state, esc(row.device), esc(row.load_time), esc(", ".join(row.labels)),
-                 esc(row.traffic), row.spark]
+                 flow]
         body.append(f"<tr data-version='{row.version}' data-state='{esc(row.state)}'>"
                     + "".join(f"<td style='{_CELL}'>{c}</td>" for c in cells) + "</tr>")
     return ("<table class='nbserve-rows' style='border-collapse:collapse'><thead><tr>" + head
