@@ -4,7 +4,11 @@ Public API (small on purpose; guarded by tests/test_public_api.py)::
 
     srv = nbserve.serve("./export")         # a Server: REST on 8501, gRPC on 8500, 127.0.0.1
     srv.predict("export", [[1.0], [2.0]])   # in-process, through the same service as REST/gRPC
+    srv.models()                            # typed status: ModelStatus / VersionStatus (+ hint)
+    print(srv.example_request("export", "grpc", "python"))  # client code that runs as-is
     srv.stop()
+
+The facade's typed objects (``nbserve.status``) are re-exported here.
 
 ``import nbserve`` imports neither TensorFlow nor IPython; they load on first use.
 """
@@ -17,6 +21,8 @@ __version__ = "0.1.0"
 
 __all__ = ["Server", "ServerOptions", "ModelConfig", "VersionPolicy", "BatchingOptions",
            "ServingError", "StatusCode",
+           "ModelStatus", "VersionStatus", "SignatureInfo", "TensorSpec", "VersionTraffic",
+           "Comparison", "StateChange",
            "serve", "export", "__version__"]
 
 _LAZY = {
@@ -27,6 +33,13 @@ _LAZY = {
     "BatchingOptions": ("nbserve.options", "BatchingOptions"),
     "ServingError": ("nbserve.errors", "ServingError"),
     "StatusCode": ("nbserve.errors", "StatusCode"),
+    "ModelStatus": ("nbserve.status", "ModelStatus"),
+    "VersionStatus": ("nbserve.status", "VersionStatus"),
+    "SignatureInfo": ("nbserve.status", "SignatureInfo"),
+    "TensorSpec": ("nbserve.status", "TensorSpec"),
+    "VersionTraffic": ("nbserve.status", "VersionTraffic"),
+    "Comparison": ("nbserve.status", "Comparison"),
+    "StateChange": ("nbserve.status", "StateChange"),
     "serve": ("nbserve.api", "serve"),
     "export": ("nbserve.exporter", "export"),
 }
@@ -37,6 +50,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from nbserve.exporter import export
     from nbserve.options import BatchingOptions, ModelConfig, ServerOptions, VersionPolicy
     from nbserve.server import Server
+    from nbserve.status import (Comparison, ModelStatus, SignatureInfo, StateChange, TensorSpec,
+                                VersionStatus, VersionTraffic)
 
 
 def __getattr__(name: str) -> Any:

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 import os
+from collections.abc import Iterable
 from typing import Any
 
+from nbserve import logs
 from nbserve.options import ModelConfig, ServerOptions
-from nbserve.server import Server, stop_servers_on_ports
+from nbserve.registry import servers_on_ports
+from nbserve.server import Server
+
+log = logging.getLogger("nbserve.server")
 
 
 def models_for_path(path: str, name: str | None = None) -> tuple[ModelConfig, ...]:
@@ -50,9 +56,21 @@ def _holds_versions(folder: str) -> bool:
         return False
 
 
+def replacement_note(old: Server) -> str:
+    """``Replaced the server started from ./export at 19:18:31: REST :36579, gRPC :39007
+    (stopped)``: what a cell that replaced ``old`` says."""
+    return (f"Replaced the server started from {old.source} at "
+            f"{old.started_at:%H:%M:%S}: REST {_port(old.rest_port)}, gRPC "
+            f"{_port(old.grpc_port)} (stopped)")
+
+
+def _port(port: int | None) -> str:
+    return f":{port}" if port else "off"
+
+
 def serve(path: str | None, name: str | None = None, port: int | None = 8500,
           rest_api_port: int | None = 8501, host: str = "127.0.0.1", device: str = "auto",
-          **options: Any) -> Server:
+          *, replace: Iterable[Server] = (), **options: Any) -> Server:
     """Start a server in background threads and return it (versions may still be LOADING).
 
     ``path`` is a model's base path (numeric version folders; the model is named after the folder
@@ -60,10 +78,15 @@ def serve(path: str | None, name: str | None = None, port: int | None = 8500,
     ModelServerConfig text file; it may be None when ``model_config_file`` is given. Relative
     paths resolve against the current directory. Ports: ``0`` picks a free port (the Python
     socket meaning; the CLI's ``--rest_api_port=0`` means "REST off" instead), ``None`` disables
-    that transport. A server of this process that holds one of the requested non-zero ports is
-    stopped first (re-running a notebook cell replaces its server). Other keyword arguments are
-    ``ServerOptions`` fields.
+    that transport. Other keyword arguments are ``ServerOptions`` fields.
+
+    Replacing: a server of this process that holds one of the requested non-zero ports, and
+    every running server in ``replace`` (``%tfserve start`` passes the one its cell started
+    before), is stopped first; once the new server runs, each replaced one reports
+    ``replaced_by`` (and tells its subscribers ``REPLACED``) and a line is printed:
+    ``Replaced the server started from ./export at 19:18:31: REST :36579, gRPC :39007 (stopped)``.
     """
+    source = path or options.get("model_config_file") or ""
     config_file = options.pop("model_config_file", "") or ""
     if path and os.path.isfile(os.path.expanduser(path)):
         if config_file:
@@ -84,6 +107,19 @@ def serve(path: str | None, name: str | None = None, port: int | None = 8500,
     else:
         raise ValueError("serve() needs a model path or a model_config_file")
     opts = ServerOptions(models=models, grpc_port=port, rest_api_port=rest_api_port, host=host,
-                         device=device, **options)
-    stop_servers_on_ports((port, rest_api_port))
-    return Server(opts).start()
+                         device=device, **options)  # type: ignore[arg-type]  # checked there
+    if logs.in_kernel():
+        logs.install()  # nbserve's and TensorFlow's background lines stay off the cells
+    old = [s for s in replace if s.running]
+    old += [s for s in servers_on_ports((port, rest_api_port)) if s not in old]
+    for server in old:
+        server.stop(1.0)
+    new = Server(opts)
+    new.source = str(source)
+    new.start()
+    for server in old:
+        server._mark_replaced(new)
+        note = replacement_note(server)
+        log.info(note)
+        print(note)
+    return new

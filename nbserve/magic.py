@@ -16,9 +16,14 @@ the file-system poll interval (and the config file's re-read interval with ``--c
 A failed load is retried ``--load_retries`` times (default 1) one second apart, so a broken export
 shows END with its error within seconds (TF Serving's CLI default: 5 retries a minute apart).
 
-Re-running a start cell stops this kernel's earlier server(s) on the same ports, and the one that
-the same PATH/config started, before starting. Bad arguments and start failures are a one-line
-``UsageError``, never a traceback, and never take the kernel down.
+Re-running a start cell replaces this kernel's earlier server(s) on the same ports, and the one
+that the same PATH/config started, and says so in the new cell ("Replaced the server started from
+./export at 19:18:31: REST :36579, gRPC :39007 (stopped)"); the old server's live view says it
+was replaced and by which server. Bad arguments and start failures are a one-line
+``UsageError``, never a traceback, and never take the kernel down; ``--help`` prints the help once.
+
+Written only against the public API: ``nbserve``, ``nbserve.server.Server``, ``nbserve.logs``,
+``nbserve.display``, ``nbserve.widgets``.
 """
 
 from __future__ import annotations
@@ -26,7 +31,8 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any, NoReturn
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_magic, magics_class
@@ -36,12 +42,18 @@ from nbserve import logs
 _ACTIONS = ("start", "stop", "status", "logs", "panel")
 
 
+class _HelpShown(Exception):
+    """``-h``/``--help``: argparse printed the help; nothing else to do."""
+
+
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # argparse would print usage and SystemExit
+    def error(self, message: str) -> NoReturn:  # argparse would print usage and SystemExit
         raise UsageError(f"%tfserve: {message}")
 
-    def exit(self, status: int = 0, message: str | None = None) -> None:  # -h/--help
-        raise UsageError(message or self.format_help())
+    def exit(self, status: int = 0, message: str | None = None) -> NoReturn:  # -h/--help
+        if status == 0 and not message:
+            raise _HelpShown()
+        raise UsageError(f"%tfserve: {message or 'exit'}".strip())
 
 
 def _port(text: str) -> int | None:
@@ -50,7 +62,8 @@ def _port(text: str) -> int | None:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid port {text!r} (a number, 0 = free, or off)")
+        raise argparse.ArgumentTypeError(
+            f"invalid port {text!r} (a number, 0 = free, or off)") from None
     if not 0 <= value <= 65535:
         raise argparse.ArgumentTypeError(f"port {value} out of range 0..65535")
     return value
@@ -60,7 +73,7 @@ def _seconds(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid number of seconds {text!r}")
+        raise argparse.ArgumentTypeError(f"invalid number of seconds {text!r}") from None
     if value <= 0:
         raise argparse.ArgumentTypeError("--poll must be > 0 seconds")
     return value
@@ -86,15 +99,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def parse_line(line: str) -> argparse.Namespace:
-    """Parse a ``%tfserve`` line; UsageError (one line) on anything wrong."""
+def parse_line(line: str) -> argparse.Namespace | None:
+    """Parse a ``%tfserve`` line; UsageError (one line) on anything wrong; None after
+    ``--help`` (argparse printed the help)."""
     try:
         argv = shlex.split(line)
     except ValueError as exc:
         raise UsageError(f"%tfserve: {exc}") from None
     if not argv:
         raise UsageError(f"%tfserve: give an action: {', '.join(_ACTIONS)}")
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except _HelpShown:
+        return None
     if args.action == "start" and not (args.path or args.config):
         raise UsageError("%tfserve start: give a model PATH (or --config FILE)")
     if args.action != "start" and args.path:
@@ -120,8 +137,11 @@ def serve_kwargs(args: argparse.Namespace) -> dict[str, Any]:
 
 def _start_key(args: argparse.Namespace) -> tuple[str, str]:
     """What identifies "the same start cell": its resolved PATH and config file."""
-    full = lambda p: os.path.abspath(os.path.expanduser(p)) if p else ""  # noqa: E731
-    return full(args.path), full(args.config)
+    return _full(args.path), _full(args.config)
+
+
+def _full(path: str | None) -> str:
+    return os.path.abspath(os.path.expanduser(path)) if path else ""
 
 
 @magics_class
@@ -139,50 +159,65 @@ class TFServeMagics(Magics):
         """Serve TensorFlow SavedModels from this kernel: ``%tfserve start PATH``,
         ``%tfserve status``, ``%tfserve logs``, ``%tfserve stop`` (see ``nbserve.magic``)."""
         args = parse_line(line)
+        if args is None:  # --help
+            return None
         return getattr(self, f"_{args.action}")(args)
 
     # -- actions -------------------------------------------------------------------------------
     def _start(self, args: argparse.Namespace) -> Any:
         import nbserve
-        from nbserve.server import server_snapshot
 
         logs.install()
         key = _start_key(args)
         earlier = self._started.pop(key, None)
-        if earlier is not None:
-            earlier.stop(1.0)  # re-running the same cell replaces its server (any ports)
-        try:
-            server = nbserve.serve(**serve_kwargs(args))
+        try:  # re-running the same cell replaces its server (any ports); serve() says so
+            server = nbserve.serve(**serve_kwargs(args),
+                                   replace=[earlier] if earlier is not None else [])
         except Exception as exc:  # noqa: BLE001 - a one-line error, the kernel lives on
             raise UsageError(f"%tfserve start: {_one_line(exc)}") from None
         self._started[key] = server
         try:
-            from nbserve.display import LiveStatus
-
-            self._live.append(LiveStatus(lambda: server_snapshot(server, server.status()),
-                                         server.core.event_bus.subscribe,
-                                         display=self._display))
+            self._live.append(self._show_live(server))
         except Exception:  # noqa: BLE001 - no display (e.g. plain Python): serving goes on
             pass
         return server
 
-    def _stop(self, args: argparse.Namespace) -> None:
-        from nbserve.server import stop_all
+    def _show_live(self, server: Any) -> Any:
+        """Display the server's live view (``nbserve.display.server_view``) once."""
+        from nbserve import display
 
-        count = stop_all()
+        view = getattr(display, "server_view", None)
+        if view is not None:
+            shown = view(server)
+            if self._display is not None:
+                self._display(shown)
+            else:
+                from IPython.display import display as ipython_display
+
+                ipython_display(shown)  # type: ignore[no-untyped-call]
+            return shown
+        return display.LiveStatus(lambda: _snapshot(server), _event_subscriber(server),
+                                  display=self._display)
+
+    def _stop(self, args: argparse.Namespace) -> None:
+        from nbserve.server import Server
+
+        count = Server.stop_all()
         self._started.clear()
         live, self._live = self._live, []
-        for view in live:
-            view.refresh()
-            view.close()
+        for view in live:  # a view that follows its server shows "stopped" by itself
+            for method in ("refresh", "close"):
+                call = getattr(view, method, None)
+                if callable(call):
+                    call()
         print(f"Stopped {count} nbserve server{'s' if count != 1 else ''}." if count
               else "No nbserve server was running.")
 
     def _status(self, args: argparse.Namespace) -> Any:
         from nbserve.display import StatusView
-        from nbserve.server import running_servers, server_snapshot
+        from nbserve.server import Server
 
-        return StatusView(server_snapshot(s, s.status()) for s in running_servers())
+        return StatusView(_snapshot(s) for s in Server.running_servers())
 
     def _panel(self, args: argparse.Namespace) -> Any:
         """The widget panel for the kernel's newest server (a launcher when none runs)."""
@@ -194,6 +229,17 @@ class TFServeMagics(Magics):
         logs.install()
         lines = logs.recent_lines(max(args.lines, 0))
         print("\n".join(lines) if lines else "(no nbserve log lines yet)")
+
+
+def _snapshot(server: Any) -> dict[str, Any]:
+    """The plain-dict picture ``nbserve.display``'s renderers take."""
+    return {"state": "running" if server.running else "stopped", "rest_url": server.rest_url,
+            "grpc_target": server.grpc_target, "device": server.options.device,
+            "models": server.status()}
+
+
+def _event_subscriber(server: Any) -> Callable[[Callable[[Any], None]], Callable[[], None]]:
+    return lambda callback: server.subscribe(callback)
 
 
 def _one_line(exc: BaseException) -> str:
@@ -209,6 +255,6 @@ def load(ipython: Any) -> None:
 
 def unload(ipython: Any) -> None:
     """``%unload_ext nbserve``: stop this kernel's servers."""
-    from nbserve.server import stop_all
+    from nbserve.server import Server
 
-    stop_all()
+    Server.stop_all()

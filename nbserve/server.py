@@ -4,6 +4,12 @@
 socket (and gRPC, once that transport is enabled) at once on ``nbserve-io``, and returns while the
 versions are still LOADING; ``wait_until_available`` blocks until one is AVAILABLE.
 
+The notebook facade (DESIGN.md): typed status (``models()``, ``signature()``, ``traffic()``,
+``nbserve.status``), waits and state subscriptions (``wait_for``, ``subscribe``), version choices
+through the lifecycle (``set_version_policy``, ``set_label``, ``load_version``, ``unload_version``),
+client code built from the signature (``example_request``), ``predict`` with errors that teach,
+``compare``. The notebook layer (magic, display, panel, lab API) uses nothing else.
+
 Ports: ``None`` disables a transport, ``0`` picks a free port (the Python socket meaning; the CLI
 maps TF Serving's ``--rest_api_port=0`` = "REST off" to ``None`` before it gets here). A port held
 by another process is a ``ServerStartError`` that names the port and suggests port 0.
@@ -11,28 +17,50 @@ by another process is a ``ServerStartError`` that names the port and suggests po
 
 from __future__ import annotations
 
-import atexit
+import datetime
 import errno
 import logging
 import os
 import socket
 import threading
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import numpy as np
 
-from nbserve.core.events import ManagerState
+from nbserve import describe, logs, registry, teaching
+from nbserve.config_watch import ConfigWatcher
+from nbserve.core.events import ManagerState, ServableState
 from nbserve.core.load_timeout import with_load_timeout
 from nbserve.core.server_core import LoaderFactory, ServerCore
-from nbserve.errors import ServingError, StatusCode, invalid_argument
+from nbserve.errors import ServingError, StatusCode, invalid_argument, not_found
 from nbserve.metrics import ServingMetrics
+from nbserve.observed import ObservedService
 from nbserve.options import ServerOptions
+from nbserve.registry import running_servers, stop_all, stop_servers_on_ports  # noqa: F401
 from nbserve.runtime import IoThread
-from nbserve.service import ModelSpec, ServingService, state_entry
 from nbserve.servables.signature import Signature
+from nbserve.service import ModelSpec
+from nbserve.status import (
+    REPLACED,
+    STOPPED,
+    Comparison,
+    ModelStatus,
+    SignatureInfo,
+    StateChange,
+    VersionTraffic,
+)
 from nbserve.transport.admission import InflightLimit
 from nbserve.transport.auth import exposure_warning, probes_open
+from nbserve.version_choice import (
+    PolicyChoice,
+    after_load,
+    after_unload,
+    policy_for,
+    versions_on_disk,
+    with_label,
+)
 
 log = logging.getLogger("nbserve.server")
 
@@ -103,7 +131,8 @@ class Server:
         from nbserve.batching import scheduler_for
 
         self.batcher = scheduler_for(options, self.core)  # None unless options.enable_batching
-        self.service = ServingService(self.core, run_hook=self.batcher.run if self.batcher else None)
+        self.service = ObservedService(self.core,
+                                       run_hook=self.batcher.run if self.batcher else None)
         threads = options.rest_api_num_threads or 4 * (os.cpu_count() or 1)
         self._executor = ThreadPoolExecutor(threads, thread_name_prefix="nbserve-predict")
         self._io = IoThread()
@@ -117,20 +146,34 @@ class Server:
         self.core.event_bus.subscribe(self.metrics.observe_state)
         self.config_error: ServingError | None = None  # the last config-file reload error
         self._stopping = threading.Event()
-        self._config_thread: threading.Thread | None = None
+        self._config_watch: ConfigWatcher | None = None
         self._inflight = InflightLimit(options.max_inflight_requests)  # shared by REST and gRPC
+        self.started_at = datetime.datetime.now()  # set again by start()
+        self.source = options.model_config_file or ", ".join(m.base_path for m in options.models)
+        self._replaced_by: Server | None = None
+        self._listeners: tuple[Callable[[StateChange], None], ...] = ()
+        self._listeners_lock = threading.Lock()
+        self._loading: set[Any] = set()  # versions loading/unloading: native log lines captured
+        self.core.event_bus.subscribe(self._capture_native_logs)
 
     # -- start / stop --------------------------------------------------------------------------
-    def start(self) -> "Server":
+    def start(self) -> Server:
+        """Open the ports and start the lifecycle; returns at once (versions still LOADING).
+        TensorFlow's native log lines written meanwhile go to ``logs()`` in a notebook."""
+        with logs.native_capture():
+            return self._start()
+
+    def _start(self) -> Server:
         with self._lock:
             if self._state != "new":
                 raise ServerStartError(f"Server already {self._state}")
             self._state = "starting"
+        self.started_at = datetime.datetime.now()
         warn_if_exposed(self.options)
         try:
             rest_sock = self._bind(self.options.rest_api_port, "--rest_api_port")
             if self.options.grpc_port:
-                self._bind(self.options.grpc_port, "--port").close()  # a clear error if taken
+                bind_socket(self.options.host, self.options.grpc_port, "--port").close()
             self._io.start()
             if self.options.grpc_port is not None:  # its protos import TensorFlow: before the
                 import nbserve.transport.grpc_api  # noqa: F401  loads do (a racing import fails)
@@ -145,12 +188,12 @@ class Server:
             self._shutdown(grace=0)
             raise
         self._state = "running"
-        _register(self)
+        registry.register(self)
         try:  # the JupyterLab sidebar's record; discovery never breaks serving
             from nbserve import discovery
 
             discovery.register(self)
-        except Exception:  # noqa: BLE001
+        except Exception:  # discovery never breaks serving
             log.debug("discovery record not written", exc_info=True)
         log.info("nbserve serving: REST %s, gRPC %s", self.rest_url or "off",
                  self.grpc_target or "off")
@@ -215,31 +258,12 @@ class Server:
     def _start_config_watch(self) -> None:
         poll = self.options.model_config_file_poll_wait_seconds
         if self.options.model_config_file and poll > 0:
-            self._config_thread = threading.Thread(target=self._watch_config_file, args=(poll,),
-                                                   name="nbserve-config", daemon=True)
-            self._config_thread.start()
+            self._config_watch = ConfigWatcher(self.core, self.options.model_config_file, poll,
+                                               self._set_config_error)
+            self._config_watch.start()
 
-    def _watch_config_file(self, poll: float) -> None:
-        """Re-read the model config file every ``poll`` s; a bad file is reported in
-        ``config_error`` and the log, and the running config stays in force."""
-        from nbserve.config_file import load_model_server_config
-
-        path = self.options.model_config_file
-        while not self._stopping.wait(poll):
-            try:
-                models = tuple(load_model_server_config(path) or ())
-                current = tuple(self.core.models().values())
-                if models != current:
-                    self.core.reload_config(models)
-                    log.info("Reloaded model config from %s: %s", path, [m.name for m in models])
-                self.config_error = None
-            except ServingError as err:
-                if err != self.config_error:
-                    log.error("Model config %s not applied; the running config stays: %s",
-                              path, err.message)
-                self.config_error = err
-            except Exception:
-                log.exception("Reading model config %s failed", path)
+    def _set_config_error(self, error: ServingError | None) -> None:
+        self.config_error = error
 
     def reload_config_proto(self, config: Any) -> None:
         """``HandleReloadConfigRequest``: replace the model config with a ModelServerConfig proto;
@@ -267,14 +291,14 @@ class Server:
             from nbserve import discovery
 
             discovery.unregister(self)
-        except Exception:  # noqa: BLE001
+        except Exception:  # discovery never breaks stopping
             log.debug("discovery record not removed", exc_info=True)
-        if self._config_thread is not None:
-            self._config_thread.join(5)
+        if self._config_watch is not None:
+            self._config_watch.stop(5)
         if self._io.running:
             try:
                 self._io.call(self._stop_transports(grace), timeout=grace + 10)
-            except Exception:
+            except Exception:  # keep stopping the rest
                 log.exception("stopping the transports failed")
             self._runners.clear()
             self._grpc_servers.clear()
@@ -284,7 +308,8 @@ class Server:
         self._executor.shutdown(wait=True, cancel_futures=True)
         self.core.stop()
         self._state = "stopped"
-        _unregister(self)
+        registry.unregister(self)
+        self._tell(StateChange("", None, STOPPED, None))
 
     async def _stop_transports(self, grace: float) -> None:
         """REST and gRPC together: both stop accepting at once, then in-flight requests get up
@@ -301,7 +326,7 @@ class Server:
             if isinstance(result, BaseException):
                 log.error("stopping a transport failed: %r", result)
 
-    def __enter__(self) -> "Server":
+    def __enter__(self) -> Server:
         return self.start() if self._state == "new" else self
 
     def __exit__(self, *exc: Any) -> None:
@@ -328,66 +353,129 @@ class Server:
         """``host:port`` for ``grpc.insecure_channel``, or None when gRPC is off."""
         return f"{self._url_host()}:{self.grpc_port}" if self.grpc_port else None
 
-    # -- Python API ----------------------------------------------------------------------------
+    # -- wire view -----------------------------------------------------------------------------
     def status(self, name: str | None = None) -> dict[str, list[dict[str, Any]]]:
         """Model name -> its versions' status entries (version descending), as REST reports them,
-        plus ``device`` where known."""
+        plus ``device`` / ``load_seconds`` where known. ``models()`` is the typed view."""
         if name:
-            return {name: [self._status_entry(s) for s in self.core.version_states(name)]}
+            return {name: [describe.status_entry(self.core, s)
+                           for s in self.core.version_states(name)]}
         result: dict[str, list[dict[str, Any]]] = {}
         for n in self.core.known_models():  # a configured model with no version yet: []
             states = self.core.monitor.states(n)
-            result[n] = [self._status_entry(states[v]) for v in sorted(states, reverse=True)]
+            result[n] = [describe.status_entry(self.core, states[v])
+                         for v in sorted(states, reverse=True)]
         return result
-
-    def _status_entry(self, state: Any) -> dict[str, Any]:
-        """``state_entry`` plus ``device`` / ``load_seconds`` from the version's AVAILABLE event
-        (the loader's ``detail()``), when known."""
-        entry = state_entry(state)
-        detail = dict(state.detail or {})
-        if "device" not in detail:
-            for event in reversed(self.core.monitor.history(state.id.name)):
-                if event.id == state.id and event.detail and "device" in event.detail:
-                    detail = {**event.detail, **detail}
-                    break
-        if detail.get("device"):
-            entry["device"] = detail["device"]
-        seconds = detail.get("load_seconds", state.load_seconds)
-        if seconds is not None:
-            entry["load_seconds"] = seconds
-        return entry
 
     def logs(self, lines: int | None = None) -> list[str]:
         """The most recent ``nbserve`` log lines kept in this process's ring buffer (see
         ``nbserve.logs``), oldest first; empty until the buffer is installed."""
-        from nbserve.logs import recent_lines
-
-        return recent_lines(lines)
+        return logs.recent_lines(lines)
 
     def __repr__(self) -> str:
         return (f"<nbserve.Server {self._state}: REST {self.rest_url or 'off'}, "
                 f"gRPC {self.grpc_target or 'off'}>")
 
-    def _repr_html_(self) -> str:
-        """Endpoints, the status table and ready-to-paste curl / Python snippets."""
-        from nbserve.display import render_server_html
+    # -- display: one live view (nbserve.display.server_view) ----------------------------------
+    def _ipython_display_(self) -> None:
+        """Show ``nbserve.display.server_view(self)``: the live view of this server."""
+        from IPython.display import HTML, display
 
+        view = _server_view()
+        shown = view(self) if view is not None else HTML(  # type: ignore[no-untyped-call]
+            self._snapshot_html())
+        display(shown)  # type: ignore[no-untyped-call]
+
+    def _repr_html_(self) -> str:
+        """HTML for front ends that ask for it directly: the live view's HTML when it has
+        one, else a snapshot that says so, with its time."""
+        view = _server_view()
+        if view is not None:
+            shown = view(self)
+            render = getattr(shown, "_repr_html_", None)
+            if callable(render):
+                return str(render())
+        return self._snapshot_html()
+
+    def _snapshot_html(self) -> str:
+        from nbserve import display
+
+        render = getattr(display, "render_server_html", None)
         try:
             status = self.status() if self._state != "new" else {}
         except ServingError:
             status = {}
-        return render_server_html(server_snapshot(self, status))
+        when = datetime.datetime.now().strftime("%H:%M:%S")
+        body = render(server_snapshot(self, status)) if render else ""
+        return f"<div><i>snapshot at {when}</i></div>{body}"
 
-    def wait_until_available(self, name: str, version: int | None = None,
-                             timeout: float = 60.0) -> int:
-        """Block until ``name`` (or that version) is AVAILABLE; return the version.
+    # -- the notebook facade: status -----------------------------------------------------------
+    def models(self) -> list[ModelStatus]:
+        """Every model this server knows (configured ones, and removed ones that still report
+        END versions), by name: versions, policy, labels and a ``hint`` when it waits for a
+        known reason."""
+        return describe.model_statuses(self.core)
 
-        Raises ServingError with the version's load error if it ends in END first, and
-        TimeoutError after ``timeout`` seconds.
+    def model(self, name: str) -> ModelStatus:
+        """One model's status; a teaching NOT_FOUND error for a model this server lacks."""
+        self._check_model(name)
+        return describe.model_status(self.core, name)
+
+    def _check_model(self, name: str) -> None:
+        if name not in self.core.models() and not self.core.monitor.states(name):
+            raise teaching.unknown_model(
+                not_found(f"Could not find any versions of model {name}"), name,
+                sorted(self.core.models()))
+
+    def _check_running(self) -> None:
+        if self._state != "running":
+            replaced = self._replaced_by
+            raise teaching.stopped(self.source, repr(replaced) if replaced is not None else None)
+
+    @property
+    def replaced_by(self) -> Server | None:
+        """The server that took this one's place (a re-run start cell), or None."""
+        return self._replaced_by
+
+    def wait_for(self, name: str, version: int | None = None, state: str = "AVAILABLE",
+                 timeout: float = 60.0) -> int:
+        """Block until ``name`` (or that ``version``) reaches ``state`` (TF Serving's name);
+        return the version. With ``version=None``: any version, the highest one returned.
+
+        Waiting for AVAILABLE raises the version's load error (ServingError) when it ends in
+        END with an error first (an END without error, an unloaded version, is waited on: a
+        ``load_version`` or a new policy may bring it back). Raises TimeoutError after
+        ``timeout`` seconds, with the model's hint when nbserve knows why it waits (e.g. no
+        numbered version folder). A model not (yet) in the
+        config is waited for too (a config reload may bring it).
         """
+        wanted = ManagerState[state.upper()]
         result: dict[str, Any] = {}
+        if wanted == ManagerState.AVAILABLE:
+            ready = self._available_predicate(name, version, result)
+        else:
+            def ready(monitor: Any) -> bool:
+                states = monitor.states(name)
+                hits = [v for v, s in states.items() if s.state == wanted
+                        and (version is None or v == version)]
+                if hits:
+                    result["version"] = max(hits)
+                return bool(hits)
 
-        def ready(monitor) -> bool:
+        if not self.core.monitor.wait_until(ready, timeout):
+            target = f"Model {name}{'' if version is None else f' version {version}'}"
+            hint = describe.model_status(self.core, name).hint
+            if name not in self.core.models():
+                hint = f"this server serves {', '.join(sorted(self.core.models())) or 'no model'}"
+            raise TimeoutError(f"{target} not {wanted.name} after {timeout} s"
+                               + (f": {hint}" if hint else ""))
+        if "error" in result:
+            raise result["error"]
+        return int(result["version"])
+
+    def _available_predicate(self, name: str, version: int | None, result: dict[str, Any]
+                             ) -> Callable[[Any], bool]:
+        def ready(monitor: Any) -> bool:
             states = monitor.states(name)
             wanted = [states[version]] if version is not None and version in states else (
                 list(states.values()) if version is None else [])
@@ -395,9 +483,9 @@ class Server:
                 if state.state == ManagerState.AVAILABLE:
                     result["version"] = state.id.version
                     return True
-            if version is not None and wanted and wanted[0].state == ManagerState.END:
-                result["error"] = wanted[0].error or ServingError(
-                    StatusCode.NOT_FOUND, f"Version {version} of model {name} was unloaded")
+            if version is not None and wanted and wanted[0].state == ManagerState.END and \
+                    wanted[0].error is not None:  # an unloaded version may be loaded again
+                result["error"] = wanted[0].error
                 return True
             if version is None and states and not self.core.manager.available_versions(name):
                 latest = states[max(states)]
@@ -407,79 +495,247 @@ class Server:
                     return True
             return False
 
-        if not self.core.monitor.wait_until(ready, timeout):
-            raise TimeoutError(f"Model {name}{'' if version is None else f' version {version}'} "
-                               f"not AVAILABLE after {timeout} s")
-        if "error" in result:
-            raise result["error"]
-        return result["version"]
+        return ready
 
+    def wait_until_available(self, name: str, version: int | None = None,
+                             timeout: float = 60.0) -> int:
+        """``wait_for(name, version, "AVAILABLE", timeout)``."""
+        return self.wait_for(name, version, "AVAILABLE", timeout)
+
+    def subscribe(self, callback: Callable[[StateChange], None]) -> Callable[[], None]:
+        """Call ``callback(StateChange)`` on every version state event (on the lifecycle's
+        threads: return quickly) and on server-level events (``STOPPED``, ``REPLACED``);
+        returns the function that unsubscribes (idempotent)."""
+        def on_event(event: ServableState) -> None:
+            callback(describe.state_change(event))
+
+        unsubscribe_events = self.core.event_bus.subscribe(on_event)
+        with self._listeners_lock:
+            self._listeners = (*self._listeners, callback)
+
+        def unsubscribe() -> None:
+            unsubscribe_events()
+            with self._listeners_lock:
+                self._listeners = tuple(c for c in self._listeners if c is not callback)
+
+        return unsubscribe
+
+    def _tell(self, change: StateChange) -> None:
+        for callback in self._listeners:
+            try:
+                callback(change)
+            except Exception:  # a faulty view must not break the server
+                log.exception("StateChange subscriber %r failed on %s", callback, change)
+
+    def _mark_replaced(self, new: Server) -> None:
+        """Record that ``new`` took this (stopped) server's place and tell the subscribers."""
+        self._replaced_by = new
+        self._tell(StateChange("", None, REPLACED, None))
+
+    def _capture_native_logs(self, event: ServableState) -> None:
+        """EventBus subscriber: hold the native log capture open while a version loads or
+        unloads (TensorFlow's C++ lines then go to ``logs()``, not to a cell)."""
+        if event.state in (ManagerState.LOADING, ManagerState.UNLOADING):
+            if event.id not in self._loading:
+                self._loading.add(event.id)
+                logs.native_capture().begin()
+        elif event.state in (ManagerState.AVAILABLE, ManagerState.END):
+            if event.id in self._loading:
+                self._loading.discard(event.id)
+                logs.native_capture().end()
+
+    # -- the notebook facade: version choices --------------------------------------------------
+    def set_version_policy(self, name: str, policy: PolicyChoice) -> None:
+        """Serve ``"latest"`` (``"latest N"``), ``"all"``, or the listed versions of ``name``
+        (a run-time override of its version policy; None restores the configured one). The
+        manager loads and unloads versions itself; REST and gRPC status follow at once."""
+        config = self._config(name)
+        self.core.set_version_policy(name, policy_for(policy, config.version_policy))
+
+    def load_version(self, name: str, version: int) -> None:
+        """Serve ``version`` too (the versions served now, plus this one)."""
+        config = self._config(name)
+        on_disk = versions_on_disk(config.base_path)
+        if int(version) not in on_disk:
+            raise ValueError(f"Version {version} of {name} is not on disk (found: "
+                             f"{', '.join(map(str, on_disk)) or 'none'} in {config.base_path})")
+        self.core.set_version_policy(
+            name, after_load(self.core.effective_policy(name), on_disk, version))
+
+    def unload_version(self, name: str, version: int) -> None:
+        """Stop serving ``version`` (the others stay); refuses the last one served."""
+        config = self._config(name)
+        on_disk = versions_on_disk(config.base_path)
+        self.core.set_version_policy(
+            name, after_unload(self.core.effective_policy(name), on_disk, version))
+
+    def set_label(self, name: str, label: str, version: int | None) -> None:
+        """Point version label ``label`` of ``name`` at ``version`` (None removes it), as a
+        config reload does: moving a label to a version that is not AVAILABLE is TF Serving's
+        FAILED_PRECONDITION. A watched config file, when it changes, sets labels again."""
+        self._config(name)
+        models = self.core.models()
+        models[name] = with_label(models[name], label, version)
+        self.core.reload_config(list(models.values()))
+
+    def _config(self, name: str) -> Any:
+        config = self.core.models().get(name)
+        if config is None:
+            raise teaching.unknown_model(
+                not_found(f"Could not find any versions of model {name}"), name,
+                sorted(self.core.models()))
+        return config
+
+    # -- the notebook facade: signatures and client code ---------------------------------------
+    def signatures(self, name: str, version: int | None = None) -> dict[str, SignatureInfo]:
+        """Every signature of the version serving ``name`` (or ``version``), by key."""
+        return {key: describe.signature_info(sig)
+                for key, sig in self._servable_signatures(name, version).items()}
+
+    def signature(self, name: str, signature_name: str = "serving_default",
+                  version: int | None = None) -> SignatureInfo:
+        """One signature's inputs and outputs (dtype, shape) from the version serving ``name``
+        (or ``version``); a teaching error for an unknown model or signature key."""
+        signatures = self._servable_signatures(name, version)
+        key = signature_name or "serving_default"
+        if key not in signatures:
+            raise teaching.PredictError(
+                StatusCode.FAILED_PRECONDITION, f'Serving signature key "{key}" not found.',
+                f"Model '{name}' has the signatures: {', '.join(sorted(signatures))}.")
+        return describe.signature_info(signatures[key])
+
+    def _servable_signatures(self, name: str, version: int | None) -> Mapping[str, Signature]:
+        self._check_running()
+        self._check_model(name)
+        with self.core.handle(name, version) as handle:
+            return dict(handle.servable.signatures)
+
+    def example_inputs(self, name: str, signature_name: str = "serving_default"
+                       ) -> dict[str, Any]:
+        """A valid example value per input of the signature (nested lists with a batch of
+        one, bytes for strings): ``srv.predict(name, srv.example_inputs(name))`` runs."""
+        from nbserve import snippets
+
+        return snippets.example_inputs(self.signature(name, signature_name))
+
+    def example_request(self, name: str, protocol: str = "rest", language: str = "curl",
+                        signature_name: str = "serving_default", inputs: Any = None,
+                        version: int | None = None, label: str | None = None) -> str:
+        """Client code that runs as-is against this server: ``protocol`` ``"rest"`` (language
+        ``"curl"`` or ``"python"``: requests) or ``"grpc"`` (``"python"``), for the
+        signature's inputs (``inputs``: alias -> value, else ``example_inputs``), with the
+        auth header when the server needs a token."""
+        from nbserve import snippets
+
+        return snippets.example_request(
+            self.signature(name, signature_name, version), model=name, protocol=protocol,
+            language=language, rest_url=self.rest_url, grpc_target=self.grpc_target,
+            inputs=inputs, token=self.options.auth_token, version=version, label=label)
+
+    # -- the notebook facade: inference --------------------------------------------------------
     def predict(self, name: str, inputs: Any, version: int | None = None,
                 label: str | None = None, signature_name: str | None = None
                 ) -> dict[str, np.ndarray]:
         """In-process predict through the same service as REST/gRPC.
 
         ``inputs`` is a mapping alias -> array-like, or one array-like for a single-input
-        signature. Returns alias -> numpy array.
+        signature. Returns alias -> numpy array. Errors are ServingErrors with TF Serving's
+        code and text; in the notebook they teach (``teaching.PredictError``: the signature's
+        expectation next to what was sent, the models served, how to start a stopped server).
         """
+        self._check_running()
         spec = ModelSpec(name, version, label, signature_name or "")
-        return self.service.predict(spec, lambda sig: python_inputs(inputs, sig)).outputs
+        try:
+            result = self.service.predict(spec, lambda sig: python_inputs(inputs, sig))
+            outputs: dict[str, np.ndarray] = result.outputs
+            return outputs
+        except ServingError as err:
+            raise self._teach(err, spec, inputs) from None
+
+    def _teach(self, err: ServingError, spec: ModelSpec, inputs: Any) -> ServingError:
+        if isinstance(err, teaching.PredictError):
+            return err
+        if spec.name not in self.core.models():
+            return teaching.unknown_model(err, spec.name, sorted(self.core.models()))
+        try:
+            with self.core.handle(spec.name, spec.version, spec.label) as handle:
+                signature = handle.servable.signatures.get(spec.signature_key)
+        except ServingError:
+            return err
+        return teaching.explain_inputs(
+            err, describe.signature_info(signature) if signature else None, inputs)
+
+    def traffic(self, name: str) -> tuple[VersionTraffic, ...]:
+        """Predict / classify / regress traffic to ``name`` over the last minute, per version
+        (highest first): every AVAILABLE version, and any other with requests in that time."""
+        from nbserve.traffic import idle
+
+        self._check_model(name)
+        recorded = {t.version: t for t in self.service.traffic.snapshot(name)}
+        for version in self.core.manager.available_versions(name):
+            recorded.setdefault(version, idle(version))
+        return tuple(recorded[v] for v in sorted(recorded, reverse=True))
+
+    def compare(self, name: str, inputs: Any, versions: Sequence[int] | None = None,
+                signature_name: str | None = None) -> Comparison:
+        """Send the same ``inputs`` to two versions (default: the two highest AVAILABLE) and
+        return both answers with the largest absolute difference per output: the check before
+        moving a ``stable`` label."""
+        self._check_model(name)
+        if versions is None:
+            available = self.core.manager.available_versions(name)
+            if len(available) < 2:
+                raise ValueError(f"Model {name} has {len(available)} AVAILABLE version(s); "
+                                 "serve two to compare (srv.set_version_policy(name, 'all'))")
+            versions = (available[1], available[0])
+        a, b = (int(v) for v in versions)
+        outputs = {v: self.predict(name, inputs, version=v, signature_name=signature_name)
+                   for v in (a, b)}
+        diffs = {alias: max_abs_diff(outputs[a][alias], outputs[b].get(alias))
+                 for alias in outputs[a]}
+        return Comparison((a, b), outputs, diffs)
+
+    # -- this process's servers ----------------------------------------------------------------
+    @staticmethod
+    def running_servers() -> list[Server]:
+        """The servers started in this process and not stopped yet, oldest first."""
+        return registry.running_servers()
+
+    @staticmethod
+    def stop_all(grace: float = 1.0) -> int:
+        """Stop every running server of this process; returns how many were stopped."""
+        return registry.stop_all(grace)
 
 
-def server_snapshot(server: "Server", status: Mapping[str, Any] | None = None
+def max_abs_diff(a: Any, b: Any) -> float:
+    """The largest absolute difference of two answers: 0.0 when equal, ``inf`` when their
+    shapes differ or non-numeric values differ."""
+    if b is None:
+        return float("inf")
+    x, y = np.asarray(a), np.asarray(b)
+    if x.shape != y.shape:
+        return float("inf")
+    if x.size == 0:
+        return 0.0
+    if x.dtype.kind in "biuf" and y.dtype.kind in "biuf":
+        return float(np.max(np.abs(x.astype(np.float64) - y.astype(np.float64))))
+    return 0.0 if np.array_equal(x, y) else float("inf")
+
+
+def _server_view() -> Callable[[Server], Any] | None:
+    """``nbserve.display.server_view`` when the display provides it."""
+    from nbserve import display
+
+    view = getattr(display, "server_view", None)
+    return view if callable(view) else None
+
+
+def server_snapshot(server: Server, status: Mapping[str, Any] | None = None
                     ) -> dict[str, Any]:
     """A plain-dict picture of ``server`` for ``nbserve.display`` (pure renderers)."""
     return {"state": server._state, "rest_url": server.rest_url,
             "grpc_target": server.grpc_target, "device": server.options.device,
             "models": dict(status if status is not None else {})}
-
-
-# -- the process's running servers (a notebook kernel's registry) ---------------------------------
-_registry_lock = threading.Lock()
-_running: list[Server] = []
-_atexit_registered = False
-
-
-def _register(server: Server) -> None:
-    global _atexit_registered
-    with _registry_lock:
-        _running.append(server)
-        if not _atexit_registered:
-            atexit.register(stop_all)  # kernel shutdown / restart frees the ports
-            _atexit_registered = True
-
-
-def _unregister(server: Server) -> None:
-    with _registry_lock:
-        if server in _running:
-            _running.remove(server)
-
-
-def running_servers() -> list[Server]:
-    """The servers started in this process and not stopped yet, oldest first."""
-    with _registry_lock:
-        return list(_running)
-
-
-def stop_all(grace: float = 1.0) -> int:
-    """Stop every running server of this process; returns how many were stopped."""
-    servers = running_servers()
-    for server in servers:
-        try:
-            server.stop(grace)
-        except Exception:  # noqa: BLE001 - keep stopping the others
-            log.exception("stopping %r failed", server)
-    return len(servers)
-
-
-def stop_servers_on_ports(ports: "Iterable[int | None]", grace: float = 1.0) -> list[Server]:
-    """Stop this process's running servers that hold any of the (non-zero) ``ports``, so that a
-    re-run notebook cell can bind them again; returns the stopped servers."""
-    wanted = {p for p in ports if p}
-    stopped = [s for s in running_servers() if wanted & {s.rest_port, s.grpc_port}]
-    for server in stopped:
-        server.stop(grace)
-    return stopped
 
 
 def python_inputs(inputs: Any, signature: Signature) -> dict[str, np.ndarray]:

@@ -7,6 +7,8 @@ def test_public_names():
     assert set(nbserve.__all__) == {
         "Server", "ServerOptions", "ModelConfig", "VersionPolicy", "BatchingOptions", "ServingError",
         "StatusCode",
+        "ModelStatus", "VersionStatus", "SignatureInfo", "TensorSpec", "VersionTraffic",
+        "Comparison", "StateChange",
         "serve", "export", "__version__"}
     for name in nbserve.__all__:
         assert getattr(nbserve, name) is not None
