@@ -99,6 +99,8 @@ def _snippets(server: Server, name: str, available: tuple[int, ...],
     if cache is not None and key in cache:
         return cache[key]  # type: ignore[no-any-return]
     out = []
+    if server.rest_url:
+        out.append(("model status (REST)", f"curl {server.rest_url}/v1/models/{name}"))
     for title, protocol, language in SNIPPETS:
         if (protocol == "rest" and not server.rest_url) or \
                 (protocol == "grpc" and not server.grpc_target):
@@ -217,8 +219,8 @@ def model_html(model: ModelStatus, traffic: Iterable[VersionTraffic] = (),
                      _traffic_cell(t))
             rows.append(f"<tr data-version='{v.version}' data-state='{esc(v.state)}'>"
                         + "".join(f"<td style='{_CELL}'>{c}</td>" for c in cells) + "</tr>")
-        table = (f"<table class='nbserve-versions' style='border-collapse:collapse'><thead><tr>"
-                 f"{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>")
+        table = (f"<div class='nbserve-versions'><table><thead><tr>{head}</tr></thead><tbody>"
+                 f"{''.join(rows)}</tbody></table></div>")
     code = "".join(f"<details><summary>{esc(t)}</summary><pre style='white-space:pre'>"
                    f"{esc(c)}</pre></details>" for t, c in snippets)
     return (f"<div class='nbserve-model' data-model='{esc(model.name)}' style='margin:6px 0'>"

@@ -53,18 +53,23 @@ def parse_port(text: str, what: str) -> int | None:
     return port
 
 
-def settled(model: ModelStatus) -> bool:
-    """No version of ``model`` is moving, and what its policy asks for has arrived."""
+def settled(model: ModelStatus, on_disk: list[int]) -> bool:
+    """The manager has applied ``model``'s policy to the versions ``on_disk``: each version the
+    policy selects is AVAILABLE (or failed) and every other version it knows is END."""
     states = {v.version: v for v in model.versions}
-    if any(v.state in ("START", "LOADING", "UNLOADING") for v in states.values()):
-        return False
-    done = [v for v in states.values() if v.state == "AVAILABLE" or v.error]
     kind, _, rest = model.policy.partition(" ")
     if kind == "specific":
-        wanted = [int(x) for x in rest.split(",") if x.strip().isdigit()]
-        return all(w in states and (states[w].state == "AVAILABLE" or states[w].error)
-                   for w in wanted)
-    return bool(done)
+        wanted = {int(x) for x in rest.split(",") if x.strip().isdigit()}
+    elif kind == "all":
+        wanted = set(on_disk)
+    else:
+        count = int(rest) if rest.strip().isdigit() else 1
+        wanted = set(sorted(on_disk, reverse=True)[:count])
+    for version in wanted:
+        v = states.get(version)
+        if v is None or not (v.state == "AVAILABLE" or (v.state == "END" and v.error)):
+            return False
+    return all(v.state == "END" for n, v in states.items() if n not in wanted)
 
 
 def message_html(text: str, error: bool = False) -> str:
