@@ -94,9 +94,9 @@ class ServerPanel(w.VBox):  # type: ignore[misc]
         self.server_box = w.VBox([w.HBox([self.endpoints, self.stop_button]), self.message,
                                   self.models_box])
         if server is None and attach_running:
-            from nbserve.server import running_servers
+            from nbserve.server import Server as ServerClass
 
-            running = running_servers()
+            running = ServerClass.running_servers()
             server = running[-1] if running else None
         if server is not None and server.running:
             self.attach(server)
