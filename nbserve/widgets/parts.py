@@ -219,6 +219,10 @@ class ModelView:
         self.compare_button.disabled = len(available) < 2
         self.compare_button.tooltip = ("" if len(available) >= 2 else
                                        "needs two AVAILABLE versions: load another one")
+        if self.comparison is None:
+            self.compare_output.value = (
+                "" if len(available) >= 2 else "<small style='opacity:.7'>Compare needs two "
+                "loaded versions: load another one with its <i>load</i> button.</small>")
         self.send_button.disabled = not available
         self.send_button.tooltip = "" if available else "no version is AVAILABLE yet"
 

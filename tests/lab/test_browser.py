@@ -151,9 +151,18 @@ def run_cell(page, index: int, timeout: float = 180_000):
     return cell
 
 
-def test_console_in_a_notebook(lab, page, browser_prerequisites):
+@pytest.fixture
+def notebook_kernels(lab):
+    """Shuts down the kernels of the notebooks a test opened (their servers with them)."""
+    yield
+    code, sessions = lab.request("api/sessions")
+    for session in sessions or []:
+        lab.request(f"api/sessions/{session['id']}", method="DELETE")
+
+
+def test_console_in_a_notebook(lab, page, browser_prerequisites, notebook_kernels):
     write_notebook(lab.root_dir / "work" / "console.ipynb")
-    page.goto(f"{lab.url}lab/tree/work/console.ipynb?token={lab.token}")
+    page.goto(f"{lab.url}lab/tree/work/console.ipynb?reset&token={lab.token}")
     page.locator(".jp-Notebook .jp-Cell").nth(len(CELLS) - 1).wait_for(timeout=60_000)
     page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").wait_for(
         timeout=90_000)
@@ -195,21 +204,24 @@ def test_console_in_a_notebook(lab, page, browser_prerequisites):
     assert "failed" not in panel_cell.locator(".nbserve-answer").locator("xpath=..").inner_text()
     panel_cell.get_by_role("button", name="gRPC").first.click()  # the protocol toggle
     send.click()
-    page.wait_for_function("(el) => el.closest('div').textContent.includes('(grpc)')",
-                           arg=answer.element_handle(), timeout=60_000)
-    assert "failed" not in answer.locator("xpath=..").inner_text(), answer.inner_text()
+    panel_cell.get_by_text("answer (grpc)").wait_for(timeout=60_000)
+    assert re.search(r"\[\[-?\d", answer.inner_text()), answer.inner_text()
     panel_cell.get_by_role("button", name="curl").click()
     panel_cell.locator("pre", has_text="curl").first.wait_for()
     shot(page, "03-request-builder", panel_cell)
 
     run_cell(page, 5)
     row = view.locator("tr[data-version='1']")
-    page.wait_for_function("(el) => /\\d+ req/.test(el.textContent)",
-                           arg=row.element_handle(), timeout=30_000)
+    # the live display re-renders: query the row afresh on every poll
+    requests_now = """(above) => {
+        const cell = document.querySelectorAll('.jp-Notebook .jp-Cell')[1];
+        const row = cell && cell.querySelector(".nbserve-view tr[data-version='1']");
+        const m = row && /(\\d+) req/.exec(row.textContent);
+        return m !== null && m !== undefined && +m[1] > above;
+    }"""
+    page.wait_for_function(requests_now, arg=0, timeout=30_000)
     first = int(re.search(r"(\d+) req", row.inner_text()).group(1))
-    page.wait_for_function(
-        f"(el) => {{ const m = /(\\d+) req/.exec(el.textContent); return m && +m[1] > {first}; }}",
-        arg=row.element_handle(), timeout=30_000)
+    page.wait_for_function(requests_now, arg=first, timeout=30_000)  # and it keeps moving
     assert row.locator("svg.nbserve-spark").count() == 1
     shot(page, "04-traffic-moving", start)
 
@@ -263,7 +275,7 @@ def test_sidebar_lists_kernel_servers_live(lab, kernel, page, tmp_path):
         """).strip().splitlines()[-1]
     assert rest_url.startswith("http://127.0.0.1:")
 
-    page.goto(f"{lab.url}lab?token={lab.token}")
+    page.goto(f"{lab.url}lab?reset&token={lab.token}")  # a fresh layout
     open_sidebar(page)
     version_row(page, 1, "AVAILABLE").wait_for(timeout=20_000)
 
