@@ -19,11 +19,25 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = ["Server", "ServerOptions", "ModelConfig", "VersionPolicy", "BatchingOptions",
-           "ServingError", "StatusCode",
-           "ModelStatus", "VersionStatus", "SignatureInfo", "TensorSpec", "VersionTraffic",
-           "Comparison", "StateChange",
-           "serve", "export", "__version__"]
+__all__ = [
+    "BatchingOptions",
+    "Comparison",
+    "ModelConfig",
+    "ModelStatus",
+    "Server",
+    "ServerOptions",
+    "ServingError",
+    "SignatureInfo",
+    "StateChange",
+    "StatusCode",
+    "TensorSpec",
+    "VersionPolicy",
+    "VersionStatus",
+    "VersionTraffic",
+    "__version__",
+    "export",
+    "serve",
+]
 
 _LAZY = {
     "Server": ("nbserve.server", "Server"),
@@ -50,8 +64,15 @@ if TYPE_CHECKING:  # pragma: no cover
     from nbserve.exporter import export
     from nbserve.options import BatchingOptions, ModelConfig, ServerOptions, VersionPolicy
     from nbserve.server import Server
-    from nbserve.status import (Comparison, ModelStatus, SignatureInfo, StateChange, TensorSpec,
-                                VersionStatus, VersionTraffic)
+    from nbserve.status import (
+        Comparison,
+        ModelStatus,
+        SignatureInfo,
+        StateChange,
+        TensorSpec,
+        VersionStatus,
+        VersionTraffic,
+    )
 
 
 def __getattr__(name: str) -> Any:

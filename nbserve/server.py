@@ -82,7 +82,7 @@ def saved_model_loader_factory(options: ServerOptions) -> LoaderFactory:
 
 def session_config(options: ServerOptions) -> Any:
     """The TF ``ConfigProto`` every version's session starts from (thread settings)."""
-    from tensorflow.core.protobuf import config_pb2
+    from tensorflow.core.protobuf import config_pb2  # type: ignore[import-untyped]
 
     return config_pb2.ConfigProto(
         inter_op_parallelism_threads=options.tensorflow_inter_op_parallelism,
@@ -660,10 +660,18 @@ class Server:
         try:
             with self.core.handle(spec.name, spec.version, spec.label) as handle:
                 signature = handle.servable.signatures.get(spec.signature_key)
-        except ServingError:
-            return err
+        except ServingError:  # nothing to serve that request: say what the model is doing
+            return teaching.PredictError.wrap(err, self._waiting(spec))
         return teaching.explain_inputs(
             err, describe.signature_info(signature) if signature else None, inputs)
+
+    def _waiting(self, spec: ModelSpec) -> str:
+        model = describe.model_status(self.core, spec.name)
+        states = ", ".join(f"{v.version} {v.state}" for v in model.versions) or "none yet"
+        what = (f"version {spec.version}" if spec.version is not None else
+                f"label '{spec.label}'" if spec.label is not None else "version")
+        text = f"Model '{spec.name}' has no AVAILABLE {what} (versions: {states})."
+        return f"{text} {model.hint}" if model.hint else text
 
     def traffic(self, name: str) -> tuple[VersionTraffic, ...]:
         """Predict / classify / regress traffic to ``name`` over the last minute, per version

@@ -13,8 +13,12 @@ import jupyter_client
 class Kernel:
     """A ``python3`` kernel started in ``cwd``; every ``run`` raises with the error on failure."""
 
-    def __init__(self, cwd: str) -> None:
-        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONUNBUFFERED="1")
+    def __init__(self, cwd: str, env: dict[str, str | None] | None = None) -> None:
+        """``env``: changes to the kernel's environment (None removes a variable)."""
+        merged = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1",
+                  **(env or {})}
+        env = {key: value for key, value in merged.items() if value is not None}
+        self.stderr = ""  # the last cell's stderr stream
         self.km = jupyter_client.KernelManager(kernel_name="python3")
         self.km.start_kernel(cwd=cwd, env=env)
         self.kc = self.km.client()
@@ -24,6 +28,7 @@ class Kernel:
     def run_with_displays(self, code: str, timeout: float = 90) -> tuple[str, list[dict]]:
         """(stdout, display_data/execute_result bundles) of one cell."""
         out: list[str] = []
+        err: list[str] = []
         displays: list[dict] = []
         errors: list[str] = []
 
@@ -31,6 +36,8 @@ class Kernel:
             kind, content = msg["msg_type"], msg["content"]
             if kind == "stream" and content["name"] == "stdout":
                 out.append(content["text"])
+            elif kind == "stream" and content["name"] == "stderr":
+                err.append(content["text"])
             elif kind in ("display_data", "execute_result"):
                 displays.append(content["data"])
             elif kind == "error":
@@ -38,6 +45,7 @@ class Kernel:
 
         reply = self.kc.execute_interactive(textwrap.dedent(code), output_hook=hook,
                                             timeout=timeout)
+        self.stderr = "".join(err)
         if reply["content"]["status"] != "ok" or errors:
             raise AssertionError(f"cell failed: {errors or reply['content']}\n{code}")
         return "".join(out), displays

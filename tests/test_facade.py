@@ -211,3 +211,14 @@ def test_example_request_values_for_predict(srv):
     inputs = {"feats": np.array([[1.0, 2.0, 3.0, 4.0]], np.float32)}
     curl = srv.example_request("feats", inputs=inputs, version=1)
     assert '{"instances": [[1.0, 2.0, 3.0, 4.0]]}' in curl and "/versions/1:predict" in curl
+
+
+def test_predict_while_nothing_is_served_says_why(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with nbserve.serve(str(tmp_path / "empty"), port=None, rest_api_port=0) as srv:
+        with pytest.raises(PredictError) as info:
+            srv.predict("empty", [1.0])
+    assert info.value.message == "Servable not found for request: Latest(empty)"
+    assert "has no AVAILABLE a version (versions: none yet)" not in info.value.context
+    assert "Model 'empty' has no AVAILABLE version" in info.value.context
+    assert "is empty" in info.value.context

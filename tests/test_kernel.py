@@ -7,8 +7,12 @@ its error) -> ``%tfserve stop`` closes the ports -> starting again works. Every 
 
 from __future__ import annotations
 
+import queue
+import re
 import socket
 import sys
+import time
+from collections.abc import Callable
 
 import pytest
 
@@ -152,3 +156,104 @@ def test_kernel_shutdown_frees_the_ports(tmp_path):
     with socket.socket() as s:  # bindable again: the kernel's atexit hook stopped the server
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         s.bind(("127.0.0.1", port))
+
+
+QUIET_SETUP = """
+import json, requests, tensorflow as tf
+import nbserve
+
+class Feats(tf.Module):
+    def __init__(self):
+        super().__init__()
+        self.w = tf.Variable(tf.ones([4, 1]))
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 4], tf.float32, name="feats")])
+    def __call__(self, feats):
+        return {"score": tf.matmul(feats, self.w)}
+
+m = Feats()
+print(nbserve.export(m, "./feats", signatures=m.__call__))
+"""
+
+# TensorFlow's native log lines: "I0000 00:00:1796155456.976892    9761 file.cc:31] ..." (absl)
+# or "2026-12-01 20:00:00.123456: I tensorflow/...cc:123] ..." (tsl)
+TF_LOG_LINE = re.compile(r"^[IWEF]\d{4} \d\d:\d\d:\d+\.\d+ +\d+ [\w.]+:\d+\]|"
+                         r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+: [IWEF] ", re.M)
+
+
+class StderrWatch:
+    """Runs cells on ``kernel`` and keeps every stderr stream message, including those that
+    arrive after a cell went idle (fd-2 output is forwarded by a kernel thread, late)."""
+
+    def __init__(self, kernel: Kernel) -> None:
+        self.kc = kernel.kc
+        self.stderr: list[tuple[str, str]] = []  # (cell msg_id, text)
+        self.seen: list[tuple[str, str]] = []
+
+    def _read(self, until: Callable[[dict], bool], timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                msg = self.kc.get_iopub_msg(timeout=1)
+            except queue.Empty:
+                continue
+            content = msg["content"]
+            self.seen.append((msg["msg_type"], str(content)[:200]))
+            if msg["msg_type"] == "stream" and content["name"] == "stderr":
+                self.stderr.append((msg["parent_header"].get("msg_id", ""), content["text"]))
+            if until(msg):
+                return
+        raise TimeoutError(f"the kernel did not answer: {self.seen[-8:]}")
+
+    def run(self, code: str, timeout: float = 120) -> str:
+        """Run ``code``; wait for its reply and idle; return its msg_id (stdout is ignored)."""
+        msg_id = self.kc.execute(code)
+        self._read(lambda m: m["msg_type"] == "status" and m["parent_header"].get("msg_id")
+                   == msg_id and m["content"]["execution_state"] == "idle", timeout)
+        reply = self.kc.get_shell_msg(timeout=timeout)
+        assert reply["content"]["status"] == "ok", reply["content"]
+        return msg_id
+
+    def drain(self, marker: str) -> None:
+        """Write ``marker`` on fd 2 from the kernel and read until it arrives: every fd-2 line
+        written before it has arrived too (one pipe, in order)."""
+        self.kc.execute(f"import os; os.write(2, b'{marker}\\n')")
+        self._read(lambda m: m["msg_type"] == "stream" and marker in m["content"]["text"], 60)
+        self.kc.get_shell_msg(timeout=60)
+
+    def native_lines(self) -> list[str]:
+        return [text for _, text in self.stderr if TF_LOG_LINE.search(text)]
+
+
+def test_tensorflows_native_log_lines_stay_out_of_the_cells(tmp_path):
+    """Defect 5: with TensorFlow's C++ logging on, no cell gets a TensorFlow log line caused by
+    the server's work (start, loads, the first run's MLIR line, a bad request's
+    ``local_rendezvous`` line), not even late; they are in ``%tfserve logs``. The user's own
+    fd-2 output still reaches the cell."""
+    # ipykernel forwards fd 2 to the cells except under pytest (PYTEST_CURRENT_TEST): as in Lab
+    k = Kernel(str(tmp_path), env={"TF_CPP_MIN_LOG_LEVEL": "0", "PYTEST_CURRENT_TEST": None})
+    try:
+        watch = StderrWatch(k)
+        watch.run(QUIET_SETUP)  # the user's own TensorFlow import and export: theirs
+        watch.run("%load_ext nbserve")
+        watch.drain("setup done")
+        watch.stderr.clear()
+        watch.run("srv = %tfserve start ./feats --port 0 --rest_api_port 0")
+        watch.run("srv.wait_for('feats', timeout=60)")
+        watch.run("r = requests.post(srv.rest_url + '/v1/models/feats:predict', "
+                  "json={'instances': [[1.0, 2.0]]}, timeout=10); assert r.status_code == 400")
+        watch.run("r = requests.post(srv.rest_url + '/v1/models/feats:predict', "
+                  "json={'instances': [[1.0, 2.0, 3.0, 4.0]]}, timeout=10); "
+                  "assert r.json() == {'predictions': [[10.0]]}, r.text")
+        watch.run("native = [l for l in srv.logs() if l.startswith('[native] ')]")
+        watch.run("%tfserve stop")
+        watch.drain("cells done")
+        assert watch.native_lines() == []
+        native = k.run("print('\\n'.join(native))")
+        assert "local_rendezvous" in native and TF_LOG_LINE.search(
+            native.replace("[native] ", "")), native
+        watch.run("os.write(2, b'user line on fd 2\\n')")
+        watch.drain("user done")
+        assert any("user line on fd 2" in text for _, text in watch.stderr)
+    finally:
+        k.close()

@@ -15,6 +15,7 @@ from IPython.core.error import UsageError  # noqa: E402
 from IPython.core.interactiveshell import InteractiveShell  # noqa: E402
 
 import nbserve  # noqa: E402
+import nbserve.magic  # noqa: E402
 from nbserve import logs  # noqa: E402
 from nbserve.api import models_for_path  # noqa: E402
 from nbserve.magic import TFServeMagics, parse_line, serve_kwargs  # noqa: E402
@@ -251,3 +252,52 @@ def test_logs_stay_off_the_root_logger_and_tf_background_lines_are_diverted(caps
     t.join()
     assert "tf line from a load" in logs.recent_lines(1)[0]
     assert handler.lines(0) == []
+
+
+# -- issue 10 ------------------------------------------------------------------------------------
+def test_help_prints_once_without_an_error(magic, capsys):
+    call, _ = magic
+    assert call("--help") is None
+    out, err = capsys.readouterr()
+    assert out.count("usage: %tfserve") == 1 and "UsageError" not in out + err
+    assert call("start -h") is None
+    assert capsys.readouterr().out.count("usage: %tfserve") == 1
+
+
+def test_replacement_is_said_in_the_new_cell_and_told_to_the_old_view(magic, models, capsys):
+    call, displayed = magic
+    first = call(f"start {models / 'half'} --port 0 --rest_api_port 0")
+    changes = []
+    first.subscribe(changes.append)
+    capsys.readouterr()
+    second = call(f"start {models / 'half'} --port 0 --rest_api_port 0")  # the same cell again
+    out = capsys.readouterr().out
+    assert out.strip() == (f"Replaced the server started from {models / 'half'} at "
+                           f"{first.started_at:%H:%M:%S}: REST :{first.rest_port}, gRPC "
+                           f":{first.grpc_port} (stopped)")
+    assert not first.running and first.replaced_by is second and second.running
+    assert [c.state for c in changes if c.server_level] == ["STOPPED", "REPLACED"]
+    assert len(displayed) == 2  # one live view per start cell
+    # another cell on the same ports replaces it too, and says so
+    third = call(f"start {models / 'double'} --port {second.grpc_port} "
+                 f"--rest_api_port {second.rest_port}")
+    assert "Replaced the server started from" in capsys.readouterr().out
+    assert second.replaced_by is third
+
+
+def test_magic_uses_only_the_public_api():
+    import ast
+    import pathlib
+
+    allowed = {"nbserve", "nbserve.server", "nbserve.status", "nbserve.errors", "nbserve.logs",
+               "nbserve.snippets", "nbserve.vocabulary", "nbserve.discovery", "nbserve.display",
+               "nbserve.widgets"}
+    tree = ast.parse(pathlib.Path(nbserve.magic.__file__).read_text())
+    used = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module
+            and n.module.startswith("nbserve")}
+    used |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names
+             if a.name.startswith("nbserve")}
+    assert used <= allowed, used - allowed
+    names = {a.name for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)
+             and n.module == "nbserve.server" for a in n.names}
+    assert names <= {"Server"}

@@ -3,7 +3,9 @@
 For each of TF Serving's shared test models that loads and has a predict signature, for a
 two-input Keras model and for a string-input model (``{"b64": ...}``), the curl, Python
 ``requests`` and Python gRPC snippets of ``Server.example_request`` run in a subprocess (bash /
-this interpreter) and must succeed. One server serves every model (a folder of links to them).
+this interpreter) and must succeed; the gRPC ones share one interpreter (each exec'd as-is in a
+fresh namespace) so TensorFlow is imported once. One server serves every model (a folder of
+links to them).
 """
 
 from __future__ import annotations
@@ -76,6 +78,39 @@ def predict_signature(srv: nbserve.Server, name: str) -> str:
     pytest.skip(f"{name} has no predict signature with inputs")
 
 
+GRPC_RUNNER = """
+import contextlib, io, json, sys, traceback
+results = {}
+for name, code in json.load(sys.stdin).items():
+    out = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(out):
+            exec(compile(code, name, "exec"), {"__name__": "__main__"})
+        results[name] = [True, out.getvalue()]
+    except BaseException:
+        results[name] = [False, out.getvalue() + traceback.format_exc()]
+print(json.dumps(results))
+"""
+
+
+@pytest.fixture(scope="module")
+def grpc_runs(server) -> dict[str, tuple[bool, str]]:
+    """Every model's gRPC snippet, each exec'd as-is in a fresh namespace of ONE interpreter
+    (one TensorFlow import for all): name -> (ran without error, its output)."""
+    codes = {}
+    for name in SHARED + OWN:
+        try:
+            key = predict_signature(server, name)
+        except pytest.skip.Exception:
+            continue
+        codes[name] = server.example_request(name, "grpc", "python", signature_name=key)
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    result = subprocess.run([sys.executable, "-c", GRPC_RUNNER], input=json.dumps(codes),
+                            capture_output=True, text=True, timeout=300, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return {n: (ok, text) for n, (ok, text) in json.loads(result.stdout.splitlines()[-1]).items()}
+
+
 def run(snippet: str, language: str) -> str:
     argv = ["bash", "-c", snippet] if language == "curl" else [sys.executable, "-c", snippet]
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
@@ -86,10 +121,14 @@ def run(snippet: str, language: str) -> str:
 
 @pytest.mark.parametrize("protocol, language", KINDS)
 @pytest.mark.parametrize("name", SHARED + OWN)
-def test_snippet_runs_as_is(server, name, protocol, language):
+def test_snippet_runs_as_is(server, grpc_runs, name, protocol, language):
     key = predict_signature(server, name)
     snippet = server.example_request(name, protocol, language, signature_name=key)
-    out = run(snippet, language)
+    if protocol == "grpc":
+        ok, out = grpc_runs[name]
+        assert ok, f"{snippet}\n---\n{out}"
+    else:
+        out = run(snippet, language)
     outputs = server.signature(name, key).outputs
     if language == "curl":
         answer = json.loads(out)
