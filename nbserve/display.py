@@ -400,7 +400,7 @@ class ServerView:
     def on_event(self, event: Any = None) -> None:
         """Schedule a refresh (bursts coalesce); cheap, callable from any thread."""
         with self._lock:
-            if self.closed or self._timer is not None:
+            if self._unsubscribe is None or self._timer is not None:
                 return
             self._timer = threading.Timer(self._min_interval, self.refresh)
             self._timer.daemon = True
@@ -412,8 +412,9 @@ class ServerView:
             self.refresh()
 
     def refresh(self) -> None:
-        """Re-render now (only pushes when the HTML changed); once the server stopped or was
-        replaced, render that once more and stop following."""
+        """Re-render now (only pushes when the HTML changed). A stopped server's view stops
+        ticking but still listens: ``serve`` stops a server before it marks it REPLACED, and the
+        view must then say by which server. Once replaced, it stops following."""
         with self._lock:
             self._timer = None
         try:
@@ -425,8 +426,10 @@ class ServerView:
             self._last_html = page
             self._handle.update(_Rendered(page, snapshot_text(snap)))
             self.updates += 1
-        if snap.phase != "running":
+        if snap.phase == "replaced":
             self.close()
+        elif snap.phase == "stopped":
+            ticker.discard(self)  # no more traffic; still listening for a REPLACED event
 
     def close(self) -> None:
         """Stop following (idempotent); the display keeps its last content."""

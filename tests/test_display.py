@@ -4,6 +4,7 @@ live ServerView driven by a fake display over a real Server (FakeLoader: no Tens
 from __future__ import annotations
 
 import threading
+import time
 from datetime import datetime
 
 import pytest
@@ -165,11 +166,59 @@ def test_server_view_is_live_and_closes_when_stopped(start_server, tmp_path):
     assert "live" in repr(first)
     server.stop()
     assert handle.changed.wait(10)
-    assert "Stopped" in handle.shown[-1]._repr_html_() and view.closed
+    assert "Stopped" in handle.shown[-1]._repr_html_()
     assert "snapshot at" in view._repr_html_()
+
+
+@pytest.mark.tfs_testdata
+def test_a_replaced_servers_view_says_by_which_server(tfs_testdata, capsys):
+    import nbserve
+
+    base = str(tfs_testdata / "saved_model_half_plus_two_cpu")
+    old = nbserve.serve(base, name="half", port=None, rest_api_port=0)
+    new = None
+    try:
+        handle = FakeHandle()
+        view = ServerView(old, display=lambda obj, display_id=False: handle)
+        view.show()
+        new = nbserve.serve(base, name="half", port=None, rest_api_port=0, replace=[old])
+        assert "Replaced the server started from" in capsys.readouterr().out
+        deadline = time.monotonic() + 20
+        while not view.closed:  # the view closes itself once it has shown the replacement
+            assert time.monotonic() < deadline, [repr(s) for s in handle.shown]
+            time.sleep(0.05)
+        page = handle.shown[-1]._repr_html_()
+        assert "Replaced" in page and new.rest_url in page and "this one is stopped" in page
+        assert old.replaced_by is new
+    finally:
+        old.stop()
+        if new is not None:
+            new.stop()
 
 
 def test_status_view_without_servers():
     empty = status_view([])
     assert repr(empty) == "No nbserve server is running in this kernel."
     assert "No nbserve server" in empty._repr_html_()
+
+
+@pytest.mark.parametrize("state,error", [("START", None), ("LOADING", None), ("AVAILABLE", None),
+                                         ("UNLOADING", None), ("END", None), ("END", "bad")])
+def test_display_panel_and_sidebar_say_and_colour_a_state_alike(state, error):
+    """One vocabulary: the live display, the panel's table and the sidebar's JSON (labapi)."""
+    pytest.importorskip("jupyter_server")
+    from nbserve import labapi
+    from nbserve.widgets import rows as R
+
+    versions = [VersionStatus(3, state, error=error), VersionStatus(4, "AVAILABLE")]
+    look = V.version_look(state, error, version=3, newer_available=[4])
+    page = snapshot_html(snap([model(versions=versions)]))
+    table = R.rows_html(R.version_rows(model(versions=versions)))
+    [listed] = labapi.with_looks([{"name": "half", "model_version_status": [
+        {"version": "3", "state": state, "status": {"error_message": error or ""}},
+        {"version": "4", "state": "AVAILABLE", "status": {}}]}])
+    sidebar = listed["model_version_status"][0]["look"]
+    assert sidebar == V.look_json(look)
+    for html_text in (page, table):
+        assert f"background:{look.colour}" in html_text and look.css_class in html_text
+        assert f">{look.badge}</span>" in html_text and look.words in html_text

@@ -155,7 +155,7 @@ def run_cell(page, index: int, timeout: float = 180_000):
 def notebook_kernels(lab):
     """Shuts down the kernels of the notebooks a test opened (their servers with them)."""
     yield
-    code, sessions = lab.request("api/sessions")
+    _, sessions = lab.request("api/sessions")
     for session in sessions or []:
         lab.request(f"api/sessions/{session['id']}", method="DELETE")
 
