@@ -222,3 +222,29 @@ def test_display_panel_and_sidebar_say_and_colour_a_state_alike(state, error):
     for html_text in (page, table):
         assert f"background:{look.colour}" in html_text and look.css_class in html_text
         assert f">{look.badge}</span>" in html_text and look.words in html_text
+
+
+PUBLIC = ("nbserve", "nbserve.server", "nbserve.status", "nbserve.errors", "nbserve.logs",
+          "nbserve.snippets", "nbserve.vocabulary", "nbserve.discovery", "nbserve.display",
+          "nbserve.widgets")
+
+
+def test_the_views_import_only_the_public_api():
+    """display, widgets, labapi, discovery and vocabulary stand on the facade (PROTOCOL item 5):
+    no import of the lifecycle, the service, the codecs or the options."""
+    import ast
+    import pathlib
+
+    root = pathlib.Path(__file__).resolve().parents[1] / "nbserve"
+    files = [root / "display.py", root / "labapi.py", root / "discovery.py",
+             root / "vocabulary.py", *sorted((root / "widgets").glob("*.py"))]
+    bad = []
+    for path in files:
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                     [node.module] if isinstance(node, ast.ImportFrom) and node.module else [])
+            for name in names:
+                if name.startswith("nbserve") and not any(
+                        name == p or name.startswith("nbserve.widgets.") for p in PUBLIC):
+                    bad.append(f"{path.name} imports {name}")
+    assert bad == []
