@@ -15,7 +15,8 @@ Contract:
   process start time is recorded on Linux and compared). Unreadable files are skipped, not deleted.
 
 A record: ``{"id", "pid", "process_start", "host", "rest_url", "grpc_target",
-"ports": {"rest", "grpc"}, "started" (epoch seconds), "models": [names], "kernel_id"}``.
+"ports": {"rest", "grpc"}, "started" (epoch seconds), "models": [names], "kernel_id" (the
+Jupyter kernel this process is, or null), "source" (the PATH/config it was started from)}``.
 """
 
 from __future__ import annotations
@@ -103,8 +104,8 @@ def _kernel_id() -> str | None:
 def record_for(server: Any, record_id: str) -> dict[str, Any]:
     """The record describing a started ``server`` (a ``nbserve.server.Server``)."""
     try:
-        models = sorted(server.core.known_models())
-    except Exception:  # noqa: BLE001
+        models = sorted(m.name for m in server.models())
+    except Exception:  # noqa: BLE001 - a record without model names still finds the server
         models = []
     pid = os.getpid()
     return {
@@ -118,6 +119,7 @@ def record_for(server: Any, record_id: str) -> dict[str, Any]:
         "started": time.time(),
         "models": models,
         "kernel_id": _kernel_id(),
+        "source": str(getattr(server, "source", "") or ""),
     }
 
 
@@ -153,7 +155,7 @@ def unregister(server: Any) -> bool:
     """Remove ``server``'s record; True when one was removed."""
     with _lock:
         path = _paths.pop(id(server), None)
-    return bool(path) and _remove(path)
+    return path is not None and _remove(path)
 
 
 def record_path(server: Any) -> str | None:

@@ -231,10 +231,10 @@ class TFServeMagics(Magics):
               else "No nbserve server was running.")
 
     def _status(self, args: argparse.Namespace) -> Any:
-        from nbserve.display import StatusView
+        from nbserve.display import status_view
         from nbserve.server import Server
 
-        return StatusView(_snapshot(s) for s in Server.running_servers())
+        return status_view(Server.running_servers(), display=self._display)
 
     def _panel(self, args: argparse.Namespace) -> Any:
         """The widget panel for the kernel's newest server (a launcher when none runs)."""

@@ -8,17 +8,33 @@
 import { URLExt } from '@jupyterlab/coreutils';
 import { ServerConnection } from '@jupyterlab/services';
 
-/** One `ModelVersionStatus` as TF Serving's REST API prints it. */
+/**
+ * How a state is shown: `nbserve.vocabulary.Look` as JSON, the same words and colours as the
+ * notebook's live display and panel (the server extension adds it).
+ */
+export interface ILook {
+  kind: string;
+  badge: string;
+  words: string;
+  colour: string;
+  title: string;
+  css_class: string;
+}
+
+/** One `ModelVersionStatus` as TF Serving's REST API prints it, plus its look. */
 export interface IVersionStatus {
   version: string;
   state: string;
   status?: { error_code?: string; error_message?: string };
+  look?: ILook;
 }
 
 /** One model of `GET /v1/models` (nbserve's listing extension). */
 export interface IModelStatus {
   name: string;
   model_version_status: IVersionStatus[];
+  /** The look of a model with no version yet. */
+  waiting?: ILook;
 }
 
 /** A discovery record plus the live status the server extension fetched for it. */
@@ -32,6 +48,14 @@ export interface IServerInfo {
   started: number;
   models: string[];
   kernel_id?: string | null;
+  /** The PATH / config the server was started from. */
+  source?: string;
+  /** "notebook": a kernel of this Jupyter server; "other": another process of this user. */
+  group?: 'notebook' | 'other';
+  /** The notebook's path (relative to the Jupyter root), when its kernel has a session. */
+  notebook?: string | null;
+  /** The card's name: the notebook's file name, `kernel <id>` or `process <pid>`. */
+  title?: string;
   /** `<base_url>proxy/<rest port>/` when jupyter-server-proxy is installed, else null. */
   proxy_path?: string | null;
   /** False when the REST endpoint did not answer (or REST is off). */

@@ -1,6 +1,8 @@
 /**
- * The "Model servers" sidebar: every nbserve server running in this Jupyter server's kernels,
- * its endpoints (with copy buttons), models, versions and states.
+ * The "Model servers" sidebar: the nbserve servers of this Jupyter server's kernels, each under
+ * its notebook's name, then (under a separate heading) those of other processes of this user;
+ * their endpoints (with copy buttons), models, versions and states. State words and colours come
+ * from the server extension's JSON (`look`: nbserve.vocabulary), the same as in the notebook.
  *
  * Refreshed by polling `api.fetchServers` every `POLL_MS` while the panel is visible (one
  * request in flight at a time; the DOM is rebuilt only when the reply changed, so copy buttons
@@ -14,10 +16,15 @@ import { Widget } from '@lumino/widgets';
 import {
   absoluteUrl,
   fetchServers,
+  ILook,
   IModelStatus,
   IServerInfo,
   IServersReply
 } from './api';
+
+/** What the empty sidebar suggests. */
+export const EMPTY_HINT = 'No model server is running. Start one in a notebook:';
+export const EMPTY_COMMAND = '%tfserve start ./export';
 
 export const PANEL_ID = 'nbserve-model-servers';
 export const POLL_MS = 2000;
@@ -62,6 +69,19 @@ function endpointRow(label: string, value: string, kind: string): HTMLElement {
   return row;
 }
 
+/** A state badge (TF Serving's name) and its plain words, coloured by the shared vocabulary. */
+function lookNodes(look: ILook | undefined, state: string): HTMLElement[] {
+  const badge = el('span', `nbserve-badge ${look ? look.css_class : ''}`, look ? look.badge : state);
+  const words = el('span', 'nbserve-words', look ? look.words : '');
+  if (look) {
+    badge.style.background = look.colour;
+    badge.title = look.title;
+    words.style.color = look.colour;
+    words.title = look.words;
+  }
+  return [badge, words];
+}
+
 function modelBlock(model: IModelStatus): HTMLElement {
   const block = el('div', 'nbserve-model');
   block.dataset.model = model.name;
@@ -71,7 +91,11 @@ function modelBlock(model: IModelStatus): HTMLElement {
   if (versions.length === 0) {
     const row = table.insertRow();
     row.className = 'nbserve-version nbserve-version-none';
-    row.insertCell().textContent = 'no version yet';
+    const cell = row.insertCell();
+    cell.colSpan = 2;
+    for (const node of lookNodes(model.waiting, 'waiting')) {
+      cell.appendChild(node);
+    }
   }
   for (const v of versions) {
     const row = table.insertRow();
@@ -80,12 +104,10 @@ function modelBlock(model: IModelStatus): HTMLElement {
     row.dataset.state = v.state;
     row.insertCell().textContent = `v${v.version}`;
     const state = row.insertCell();
-    state.appendChild(el('span', `nbserve-badge nbserve-badge-${v.state}`, v.state));
-    const message = v.status?.error_message || '';
-    const err = row.insertCell();
-    err.className = 'nbserve-version-error';
-    err.textContent = message;
-    err.title = message;
+    state.className = 'nbserve-version-state';
+    for (const node of lookNodes(v.look, v.state)) {
+      state.appendChild(node);
+    }
   }
   block.appendChild(table);
   return block;
@@ -94,10 +116,19 @@ function modelBlock(model: IModelStatus): HTMLElement {
 function serverCard(server: IServerInfo, settings: ServerConnection.ISettings): HTMLElement {
   const card = el('section', 'nbserve-server');
   card.dataset.serverId = server.id;
+  card.dataset.group = server.group || 'other';
   const head = el('div', 'nbserve-server-head');
   const started = server.started ? new Date(server.started * 1000).toLocaleTimeString() : '';
-  const kernel = server.kernel_id ? ` · kernel ${server.kernel_id.slice(0, 8)}` : '';
-  head.appendChild(el('span', 'nbserve-server-title', `pid ${server.pid}${kernel}`));
+  const title = el('span', 'nbserve-server-title', server.title || `process ${server.pid}`);
+  title.title = [
+    server.notebook ? `notebook ${server.notebook}` : '',
+    server.kernel_id ? `kernel ${server.kernel_id}` : '',
+    `pid ${server.pid}`,
+    server.source ? `started from ${server.source}` : ''
+  ]
+    .filter(x => x)
+    .join('\n');
+  head.appendChild(title);
   head.appendChild(el('span', 'nbserve-server-started', started ? `since ${started}` : ''));
   card.appendChild(head);
 
@@ -189,16 +220,31 @@ export class ModelServersPanel extends Widget {
   private _render(reply: IServersReply): void {
     const n = reply.servers.length;
     this._status.classList.remove('nbserve-panel-status-error');
-    this._status.textContent =
-      n === 0
-        ? 'No nbserve server is running. Start one in a notebook: nbserve.serve("./export")'
-        : `${n} server${n === 1 ? '' : 's'} · updated ${new Date().toLocaleTimeString()}`;
+    if (n === 0) {
+      this._status.replaceChildren(
+        el('span', 'nbserve-empty', EMPTY_HINT),
+        el('code', 'nbserve-empty-command', EMPTY_COMMAND)
+      );
+    } else {
+      this._status.textContent = `${n} server${n === 1 ? '' : 's'} · updated ${new Date().toLocaleTimeString()}`;
+    }
     const key = JSON.stringify(reply.servers);
     if (key === this._lastKey) {
       return;
     }
     this._lastKey = key;
-    this._list.replaceChildren(...reply.servers.map(s => serverCard(s, this._settings)));
+    const mine = reply.servers.filter(s => s.group === 'notebook');
+    const others = reply.servers.filter(s => s.group !== 'notebook');
+    const nodes: HTMLElement[] = [];
+    if (mine.length) {
+      nodes.push(el('h3', 'nbserve-group nbserve-group-notebook', 'In this Jupyter server\'s notebooks'));
+      nodes.push(...mine.map(s => serverCard(s, this._settings)));
+    }
+    if (others.length) {
+      nodes.push(el('h3', 'nbserve-group nbserve-group-other', 'Other processes of this user'));
+      nodes.push(...others.map(s => serverCard(s, this._settings)));
+    }
+    this._list.replaceChildren(...nodes);
   }
 
   private _settings: ServerConnection.ISettings;

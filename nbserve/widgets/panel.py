@@ -1,263 +1,75 @@
 """``ServerPanel``: a live ipywidgets panel over one nbserve Server, or a launcher that starts one.
 
-Built only from standard ipywidgets controls (VBox/HBox, HTML, Dropdown, Text, Textarea, Button),
-so it renders wherever ipywidgets 8 does (JupyterLab, Notebook 7, VS Code, Colab) with no extra
-front-end bundle::
+Standard ipywidgets only (VBox/HBox, HTML, Dropdown, ToggleButtons, Textarea, Button) plus inline
+SVG in HTML, so it renders wherever ipywidgets 8 does, with no extra front-end bundle::
 
     panel = ServerPanel(srv)      # or ServerPanel(): the launcher (or this kernel's newest server)
     panel                         # display it
 
-Per model it shows a version table (state, device, load time, labels, error text), a version
-picker, load/unload buttons per version and a "try it" box. Everything goes through the public
-lifecycle: the picker and the buttons set the model's version-policy override
-(``server.core.set_version_policy``), so the manager loads and unloads versions itself and
-REST/gRPC status show the change as soon as the manager acts.
+Per model: the version table (states in the shared vocabulary, traffic of the last minute with a
+sparkline), a version picker (``Server.set_version_policy``), load/unload per version
+(``Server.load_version`` / ``unload_version``; a disabled button says why in its tooltip), a
+label action (``Server.set_label``), the request builder (a field per signature input,
+prefilled by ``Server.example_inputs``; REST or gRPC; Send runs exactly the code that "copy as"
+shows, from ``Server.example_request(..., inputs=...)``) and compare (``Server.compare``).
+The panel uses only the facade: nothing here reaches into the server's internals.
 
-- picker "latest (policy: ...)": the configured policy (override removed);
-  "version N": ``VersionPolicy.specific(N)``; "label L": ``specific(labels[L])``.
-- load N: ``specific(aspired + {N})``; unload N: ``specific(aspired - {N})`` where *aspired* is
-  what the current policy selects among the versions on disk. The panel always keeps at least
-  one version aspired: the last one's unload button is disabled (stop the server instead).
-- "try it": a Predict request body (``{"instances": ...}`` / ``{"inputs": ...}``, or a bare
-  JSON list taken as ``instances``) through the REST codec and the serving service, to the
-  picked version or label (latest/custom: whatever the policy serves); the answer is the exact
-  REST JSON, errors are ``{"error": "<TF Serving's message>"}``.
-
-Thread-safety: state events arrive on the manager's load/unload threads. The panel's
-subscriber only coalesces them: it arms one timer (``throttle_seconds``) and returns; the timer
-thread then calls ``refresh()``. ``refresh()`` and every widget update run under one lock, so
-refreshes from timers, button handlers and the kernel's thread never interleave. Button and
-picker handlers call the server outside that lock, then ``refresh()``.
+Threads: state events (``Server.subscribe``) arrive on the lifecycle's threads; the panel's
+subscriber only arms a timer. Once a second the shared ticker (``nbserve.display.ticker``)
+refreshes too, so traffic moves. A refresh reads the server (``models()``, ``traffic()``, the
+versions on disk) *outside* the render lock, then applies the pure view under it; actions call
+the server outside the lock, then refresh.
 """
 
 from __future__ import annotations
 
+import contextlib
 import html
+import io
 import logging
-import os
 import threading
-from typing import Any, Callable, Mapping
+import traceback
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
-import ipywidgets as w
+import ipywidgets as w  # type: ignore[import-untyped]
 
-from nbserve.core.events import ManagerState, ServableState
-from nbserve.errors import ServingError, as_serving_error
-from nbserve.options import VersionPolicy
+from nbserve.display import ticker
+from nbserve.widgets import builder as B
 from nbserve.widgets import rows as R
+from nbserve.widgets.parts import (
+    COPY_AS,
+    Launcher,
+    ModelView,
+    error_text,
+    message_html,
+    parse_port,
+    settled,
+    versions_on_disk,
+)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from nbserve.server import Server
+    from nbserve.status import ModelStatus, VersionTraffic
 
 log = logging.getLogger("nbserve.widgets")
 
-DEFAULT_TRY_BODY = '{"instances": [1.0, 2.0, 5.0]}'
 # What the launcher passes to nbserve.serve besides the form (as %tfserve start does: a broken
 # export shows END with its error within seconds instead of after 5 one-minute retries).
 LAUNCHER_DEFAULTS: Mapping[str, Any] = {"max_num_load_retries": 1,
                                          "load_retry_interval_micros": 1_000_000}
 
 
-def versions_on_disk(base_path: str) -> list[int]:
-    """Numeric version folders under ``base_path`` (highest first); [] if it cannot be read."""
-    from nbserve.sources.filesystem import parse_version
-
-    found = []
-    try:
-        with os.scandir(base_path) as it:
-            for entry in it:
-                version = parse_version(entry.name)
-                if version is not None and entry.is_dir():
-                    found.append(version)
-    except OSError:
-        return []
-    return sorted(set(found), reverse=True)
-
-
-def parse_port(text: str, what: str) -> int | None:
-    """Launcher port field: ``""``/``off``/``none`` -> None (transport off), else 0..65535
-    (0: a free port). Raises ValueError naming the field."""
-    text = text.strip().lower()
-    if text in ("", "off", "none"):
-        return None
-    try:
-        port = int(text)
-    except ValueError:
-        raise ValueError(f"{what}: {text!r} is not a port (a number, 0 = free, or off)") from None
-    if not 0 <= port <= 65535:
-        raise ValueError(f"{what}: {port} is out of range 0..65535")
-    return port
-
-
-def _message(text: str, error: bool = False) -> str:
-    colour = "#cf222e" if error else "inherit"
-    return f"<span style='color:{colour}'>{html.escape(text)}</span>" if text else ""
-
-
-class Launcher:
-    """The launcher form: model path, name, REST/gRPC ports, device, Start (widgets only)."""
-
-    def __init__(self) -> None:
-        style = {"description_width": "90px"}
-        self.path = w.Text(description="model path", placeholder="./export (a model's base path)",
-                           style=style, layout=w.Layout(width="420px"))
-        self.name = w.Text(description="name", placeholder="(the folder's name)", style=style)
-        self.rest_port = w.Text(value="8501", description="REST port", style=style,
-                                placeholder="0 = free, off")
-        self.grpc_port = w.Text(value="8500", description="gRPC port", style=style,
-                                placeholder="0 = free, off")
-        self.device = w.Dropdown(options=[("auto", "auto"), ("CPU", "cpu"), ("GPU", "gpu")],
-                                 value="auto", description="device", style=style)
-        self.start_button = w.Button(description="Start", button_style="success", icon="play")
-        self.message = w.HTML()
-        self.box = w.VBox([self.path, self.name, w.HBox([self.rest_port, self.grpc_port]),
-                           self.device, self.start_button, self.message])
-
-    def prefill(self, server: Any) -> None:
-        """The settings of ``server`` (e.g. the one just stopped), so Start restarts it."""
-        options = server.options
-        if len(options.models) == 1:
-            self.path.value = options.models[0].base_path
-            self.name.value = options.models[0].name
-        port_text = lambda port: "off" if port is None else str(port)  # noqa: E731
-        self.rest_port.value = port_text(options.rest_api_port)
-        self.grpc_port.value = port_text(options.grpc_port)
-        self.device.value = options.device
-
-
-class ModelView:
-    """One model's section: title, picker, version table, load/unload buttons, try-it box.
-
-    Widgets are public attributes (tests and notebooks drive them): ``picker`` (Dropdown; values
-    as in ``nbserve.widgets.rows``), ``table`` (HTML), ``load_buttons`` / ``unload_buttons``
-    (version -> Button), ``try_input`` (Textarea), ``try_button``, ``try_output`` (HTML);
-    ``rows`` (the last ``VersionRow`` list), ``try_result`` (the last response JSON text) and
-    ``try_version`` (the version that answered, None on error). Updated only by the panel.
-    """
-
-    def __init__(self, panel: "ServerPanel", name: str) -> None:
-        self.name = name
-        self._panel = panel
-        self._syncing: int | None = None  # the thread id of a refresh setting the picker
-        self.title = w.HTML()
-        self.picker = w.Dropdown(description="serve", options=[("latest", R.LATEST)],
-                                 value=R.LATEST, layout=w.Layout(width="360px"))
-        self.picker.observe(self._on_pick, names="value")
-        self.table = w.HTML()
-        self.message = w.HTML()
-        self.load_buttons: dict[int, w.Button] = {}
-        self.unload_buttons: dict[int, w.Button] = {}
-        self.buttons = w.VBox()
-        self.try_input = w.Textarea(value=DEFAULT_TRY_BODY, description="try it",
-                                    layout=w.Layout(width="420px", height="70px"))
-        self.try_button = w.Button(description="Predict", icon="paper-plane")
-        self.try_button.on_click(lambda _: panel.try_predict(name, self.try_input.value))
-        self.try_output = w.HTML()
-        self.try_result = ""
-        self.try_version: int | None = None
-        self.rows: list[R.VersionRow] = []
-        self.box = w.VBox([self.title, self.picker, self.table, self.buttons, self.message,
-                           w.HBox([self.try_input, self.try_button]), self.try_output],
-                          layout=w.Layout(border="1px solid #d0d7de", padding="4px",
-                                          margin="4px 0"))
-
-    def _on_pick(self, change: Mapping[str, Any]) -> None:
-        if self._syncing == threading.get_ident():
-            return  # the panel is showing the server's state, not a user's choice
-        self._panel.pick(self.name, change["new"])
-
-    def _buttons_for(self, version: int) -> w.HBox:
-        load = w.Button(description="load", icon="upload", layout=w.Layout(width="90px"))
-        unload = w.Button(description="unload", icon="times", layout=w.Layout(width="90px"))
-        load.on_click(lambda _: self._panel.load_version(self.name, version))
-        unload.on_click(lambda _: self._panel.unload_version(self.name, version))
-        self.load_buttons[version], self.unload_buttons[version] = load, unload
-        return w.HBox([w.Label(f"version {version}", layout=w.Layout(width="110px")),
-                       load, unload])
-
-    def update(self, snap: "ModelSnapshot", preferred: str | None) -> None:
-        """Show ``snap`` (call under the panel's lock)."""
-        self.rows = snap.rows
-        configured, effective = snap.configured, snap.effective
-        if configured is None or effective is None:
-            self.title.value = f"<b>{html.escape(self.name)}</b> &middot; not in the model config"
-        else:
-            picked = "" if effective == configured else " (picked in this panel)"
-            self.title.value = (f"<b>{html.escape(self.name)}</b> &middot; version policy: "
-                                f"{html.escape(effective.describe())}{picked}")
-        self._update_picker(snap, preferred)
-        self.table.value = R.rows_html(snap.rows)
-        self._update_buttons(snap)
-        self.try_button.disabled = configured is None
-
-    def _update_picker(self, snap: "ModelSnapshot", preferred: str | None) -> None:
-        if snap.configured is None or snap.effective is None:
-            options, value, disabled = [("removed from the config", R.LATEST)], R.LATEST, True
-        else:
-            versions = set(snap.on_disk) | {r.version for r in snap.rows}
-            options = R.picker_options(versions, snap.labels, snap.configured, snap.effective)
-            value = R.picker_value(snap.effective, snap.configured, snap.labels, preferred)
-            disabled = False
-        self._syncing = threading.get_ident()
-        try:
-            if list(self.picker.options) != options:
-                self.picker.options = options
-            if self.picker.value != value:
-                self.picker.value = value
-            self.picker.disabled = disabled
-        finally:
-            self._syncing = None
-
-    def _update_buttons(self, snap: "ModelSnapshot") -> None:
-        versions = [r.version for r in snap.rows]
-        if set(versions) != set(self.load_buttons):
-            for version in set(self.load_buttons) - set(versions):
-                self.load_buttons.pop(version).close()
-                self.unload_buttons.pop(version).close()
-            self.buttons.children = [self._buttons_for(v) if v not in self.load_buttons
-                                     else self._button_row(v) for v in versions]
-        aspired = set(snap.aspired)
-        disk = set(snap.on_disk)
-        for version in versions:
-            managed = snap.configured is not None
-            self.load_buttons[version].disabled = (not managed or version not in disk
-                                                   or version in aspired)
-            self.unload_buttons[version].disabled = (not managed or version not in aspired
-                                                     or len(aspired) < 2)
-
-    def _button_row(self, version: int) -> w.HBox:
-        for row in self.buttons.children:
-            if self.load_buttons[version] in row.children:
-                return row
-        return self._buttons_for(version)
-
-
-class ModelSnapshot:
-    """What one model looks like now (built under the panel's lock, from the server)."""
-
-    def __init__(self, server: Any, name: str, entries: list[dict[str, Any]]) -> None:
-        config = server.core.models().get(name)
-        self.name = name
-        self.labels = server.core.labels(name)
-        self.on_disk = versions_on_disk(config.base_path) if config else []
-        self.configured: VersionPolicy | None = config.version_policy if config else None
-        try:
-            self.effective: VersionPolicy | None = (server.core.effective_policy(name)
-                                                    if config else None)
-        except KeyError:  # removed from the config meanwhile
-            self.effective = None
-        self.aspired = self.effective.select(self.on_disk) if self.effective else []
-        self.rows = R.version_rows(entries, self.on_disk, self.labels)
-
-
-class ServerPanel(w.VBox):
+class ServerPanel(w.VBox):  # type: ignore[misc]
     """A live panel for ``server`` (see the module docstring), or a launcher when there is none.
 
     ``ServerPanel()`` shows this kernel's newest running server (``attach_running=True``), else
-    the launcher; its Start calls ``nbserve.serve(path, name=..., port=..., rest_api_port=...,
-    device=..., **serve_options)`` (defaults ``LAUNCHER_DEFAULTS``) and shows the new server.
-    Stop calls ``server.stop()`` and returns to the launcher, prefilled with that server's
-    settings. If the server is stopped elsewhere, the panel notices (on its END events or the
-    next refresh) and returns to the launcher too.
+    the launcher (Start: ``nbserve.serve(path, name=..., port=..., rest_api_port=...,
+    device=..., **serve_options)``). Stop calls ``server.stop()`` and returns to the launcher,
+    prefilled; a server stopped (or replaced) elsewhere does the same on the next refresh.
     """
 
-    def __init__(self, server: Any = None, *, attach_running: bool = True,
+    def __init__(self, server: Server | None = None, *, attach_running: bool = True,
                  throttle_seconds: float = 0.1, serve_options: Mapping[str, Any] | None = None,
                  **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -266,7 +78,7 @@ class ServerPanel(w.VBox):
         self._timer: threading.Timer | None = None
         self._throttle = max(0.0, float(throttle_seconds))
         self._serve_options = {**LAUNCHER_DEFAULTS, **(serve_options or {})}
-        self._server: Any = None
+        self._server: Server | None = None
         self._unsubscribe: Callable[[], None] | None = None
         self._views: dict[str, ModelView] = {}
         self._preferred: dict[str, str] = {}  # the picker value a user chose, per model
@@ -275,31 +87,28 @@ class ServerPanel(w.VBox):
         self.launcher.start_button.on_click(lambda _: self.start())
         self.heading = w.HTML("<b>nbserve</b> model server")
         self.endpoints = w.HTML()
-        self.refresh_button = w.Button(description="Refresh", icon="refresh",
-                                       tooltip="re-read states and the versions on disk")
-        self.refresh_button.on_click(lambda _: self.refresh())
         self.stop_button = w.Button(description="Stop", button_style="danger", icon="stop")
         self.stop_button.on_click(lambda _: self.stop())
         self.message = w.HTML()
         self.models_box = w.VBox()
-        self.server_box = w.VBox([w.HBox([self.endpoints, self.refresh_button, self.stop_button]),
-                                  self.message, self.models_box])
+        self.server_box = w.VBox([w.HBox([self.endpoints, self.stop_button]), self.message,
+                                  self.models_box])
         if server is None and attach_running:
-            from nbserve.server import running_servers
+            from nbserve.server import Server as ServerClass
 
-            running = running_servers()
+            running = ServerClass.running_servers()
             server = running[-1] if running else None
         if server is not None and server.running:
             self.attach(server)
         else:
             if server is not None:
-                self.launcher.prefill(server)
-                self.launcher.message.value = _message(f"{server!r} is not running.")
+                self.launcher.prefill(server, [])
+                self.launcher.message.value = message_html(f"{server!r} is not running.")
             self.children = [self.heading, self.launcher.box]
 
     # -- public state ---------------------------------------------------------------------------
     @property
-    def server(self) -> Any:
+    def server(self) -> Server | None:
         """The server shown, or None while the launcher shows."""
         return self._server
 
@@ -314,35 +123,34 @@ class ServerPanel(w.VBox):
             return self._views[name]
 
     def __repr__(self) -> str:
-        server = self._server
-        if server is None:
-            return "ServerPanel(launcher)"
-        return f"ServerPanel(models={self.models!r})"
+        return "ServerPanel(launcher)" if self._server is None else \
+            f"ServerPanel(models={self.models!r})"
 
     # -- attach / detach ------------------------------------------------------------------------
-    def attach(self, server: Any) -> None:
+    def attach(self, server: Server) -> None:
         """Show ``server`` (running) and follow its state events. Replaces any other server."""
         with self._render_lock:
             self._detach(None)
             self._server = server
-            self._unsubscribe = server.core.event_bus.subscribe(self._on_event)
             self.endpoints.value = self._endpoints_html(server)
             self.message.value = ""
             self.children = [self.heading, self.server_box]
+        self._unsubscribe = server.subscribe(self._on_event)
+        ticker.add(self)
         self.refresh()
 
     @staticmethod
-    def _endpoints_html(server: Any) -> str:
-        rest = server.rest_url or "off"
-        grpc = server.grpc_target or "off"
-        return (f"REST <code>{html.escape(rest)}</code> &middot; gRPC <code>"
-                f"{html.escape(grpc)}</code> &middot; device {html.escape(server.options.device)}"
-                "&nbsp;")
+    def _endpoints_html(server: Server) -> str:
+        parts = [f"{label} <code style='white-space:nowrap'>{html.escape(value)}</code>"
+                 for label, value in (("REST", server.rest_url), ("gRPC", server.grpc_target))
+                 if value]
+        return " &middot; ".join(parts or ["no endpoints"]) + "&nbsp;"
 
     def _stop_following(self) -> None:
         unsubscribe, self._unsubscribe = self._unsubscribe, None
         if unsubscribe is not None:
             unsubscribe()
+        ticker.discard(self)
         with self._timer_lock:
             timer, self._timer = self._timer, None
         if timer is not None:
@@ -352,15 +160,16 @@ class ServerPanel(w.VBox):
         """Back to the launcher (under the render lock). Idempotent."""
         self._stop_following()
         server, self._server = self._server, None
+        names = list(self._views)
         for view in self._views.values():
             view.box.close()
         self._views.clear()
         self._preferred.clear()
         self.models_box.children = []
         if server is not None:
-            self.launcher.prefill(server)
+            self.launcher.prefill(server, names)
         if message is not None:
-            self.launcher.message.value = _message(message)
+            self.launcher.message.value = message_html(message)
             self.children = [self.heading, self.launcher.box]
 
     def close(self) -> None:
@@ -371,8 +180,8 @@ class ServerPanel(w.VBox):
         super().close()
 
     # -- live updates ---------------------------------------------------------------------------
-    def _on_event(self, event: ServableState) -> None:
-        """EventBus subscriber (manager/load threads): arm one refresh timer, return at once."""
+    def _on_event(self, event: Any) -> None:
+        """``Server.subscribe`` callback (lifecycle threads): arm one refresh timer, return."""
         with self._timer_lock:
             if self._timer is not None or self._unsubscribe is None:
                 return
@@ -385,158 +194,249 @@ class ServerPanel(w.VBox):
     def _flush(self) -> None:
         with self._timer_lock:
             self._timer = None  # events from now on arm a new timer: none is lost
+        self.tick()
+
+    def tick(self) -> None:
+        """A refresh that never raises (timer and ticker threads)."""
         try:
             self.refresh()
-        except Exception:  # noqa: BLE001 - a display problem must not kill the timer thread
+        except Exception:  # a display problem must not kill the timer thread
             log.exception("Refreshing the nbserve panel failed")
 
-    def refresh(self) -> None:
-        """Re-read the server's states, config and the versions on disk; update every widget.
-        Thread-safe; returns to the launcher if the server stopped."""
-        with self._render_lock:
-            server = self._server
-            if server is None:
-                return
-            if not server.running:
-                self._detach("The server stopped.")
-                return
-            status = server.status()
-            for name, entries in status.items():
-                view = self._views.get(name)
-                if view is None:
-                    view = self._views[name] = ModelView(self, name)
-                    self.models_box.children = [v.box for v in self._views.values()]
-                view.update(ModelSnapshot(server, name, entries), self._preferred.get(name))
-            self.refresh_count += 1
+    def _read(self, server: Server) -> list[tuple[ModelStatus, list[int],
+                                                  tuple[VersionTraffic, ...]]]:
+        """Everything a refresh shows, read from the server (no lock held)."""
+        return [(m, versions_on_disk(m.base_path), tuple(server.traffic(m.name)))
+                for m in server.models()]
 
-    def wait_settled(self, name: str | None = None, timeout: float = 30.0) -> bool:
-        """Block until the manager has applied the current policies of ``name`` (every model
-        when None): each version the policy selects on disk is AVAILABLE (or END with an error)
-        and every other version is END. Refreshes, then returns False on timeout."""
+    def refresh(self) -> None:
+        """Re-read the server and update every widget; back to the launcher once it stopped."""
+        server = self._server
+        if server is None:
+            return
+        if not server.running:
+            with self._render_lock:
+                if self._server is server:
+                    replaced = getattr(server, "replaced_by", None)
+                    self._detach("The server was replaced by another one." if replaced else
+                                 "The server stopped.")
+            return
+        state = self._read(server)
+        with self._render_lock:
+            if self._server is not server:
+                return
+            for model, on_disk, traffic in state:
+                view = self._views.get(model.name)
+                if view is None:
+                    view = self._views[model.name] = ModelView(self, model.name)
+                    self.models_box.children = [v.box for v in self._views.values()]
+                view.update(model, on_disk, traffic, self._preferred.get(model.name))
+            self.refresh_count += 1
+        for model, _, _ in state:
+            if any(v.state == "AVAILABLE" for v in model.versions):
+                self._build_fields(model.name)
+
+    def _build_fields(self, name: str) -> None:
+        server, view = self._server, self._views.get(name)
+        if server is None or view is None or view._built_for is not None:
+            return
+        try:
+            fields = B.input_fields(server.signature(name), server.example_inputs(name))
+        except Exception as exc:  # noqa: BLE001 - shown in the panel, never raised
+            self._say(name, f"No request builder: {error_text(exc)}", error=True)
+            return
+        with self._render_lock:
+            view.set_fields(fields, name)
+
+    def waitsettled(self, name: str | None = None, timeout: float = 30.0) -> bool:
+        """Block until model ``name`` (every model when None) is settled: no version is on its
+        way in or out (START, LOADING, UNLOADING), a "specific" policy's versions are each
+        AVAILABLE or failed, and some version is AVAILABLE or failed. Refreshes the panel, then
+        returns False on timeout. Woken by the server's state events (no polling)."""
         server = self._server
         if server is None:
             return False
-        configs = server.core.models()
-        targets = {n: set(server.core.effective_policy(n).select(
-            versions_on_disk(configs[n].base_path))) for n in ([name] if name else configs)}
+        changed = threading.Event()
+        unsubscribe = server.subscribe(lambda _: changed.set())
+        deadline = threading.Event()
+        timer = threading.Timer(timeout, deadline.set)
+        timer.daemon = True
+        timer.start()
+        try:
+            while not deadline.is_set():
+                changed.clear()
+                if all(settled(m, versions_on_disk(m.base_path)) for m in server.models()
+                       if name in (None, m.name)):
+                    return True
+                while not (changed.wait(0.5) or deadline.is_set()):
+                    pass  # a missed event costs at most half a second
+            return False
+        finally:
+            timer.cancel()
+            unsubscribe()
+            self.refresh()
 
-        def settled(monitor: Any) -> bool:
-            for model, wanted in targets.items():
-                states = monitor.states(model)
-                if not wanted.issubset(states):
-                    return False
-                for version, state in states.items():
-                    if version in wanted:
-                        if not (state.state == ManagerState.AVAILABLE or
-                                (state.state == ManagerState.END and state.error is not None)):
-                            return False
-                    elif state.state != ManagerState.END:
-                        return False
-            return True
-
-        done = server.core.monitor.wait_until(settled, timeout)
-        self.refresh()
-        return done
+    def wait_settled(self, name: str | None = None, timeout: float = 30.0) -> bool:
+        """Block until model ``name`` (every model when None) is settled: no version is on its
+        the manager has applied its version policy to the versions on disk: each version the
+        policy selects is AVAILABLE (or failed) and every other one is END. Refreshes the panel,
+        then returns False on timeout. Woken by the server's state events."""
+        server = self._server
+        if server is None:
+            return False
+        changed = threading.Event()
+        unsubscribe = server.subscribe(lambda _: changed.set())
+        expired = threading.Event()
+        timer = threading.Timer(timeout, expired.set)
+        timer.daemon = True
+        timer.start()
+        try:
+            while not expired.is_set():
+                changed.clear()
+                if all(settled(m, versions_on_disk(m.base_path)) for m in server.models()
+                       if name in (None, m.name)):
+                    return True
+                while not (changed.wait(0.5) or expired.is_set()):
+                    pass  # a missed event costs at most half a second
+            return False
+        finally:
+            timer.cancel()
+            unsubscribe()
+            self.refresh()
 
     # -- actions (button / picker handlers; also callable from code) ----------------------------
+    def _act(self, name: str, action: Callable[[], Any]) -> None:
+        try:
+            action()
+            self._say(name, "")
+        except Exception as exc:  # noqa: BLE001 - every failure is shown in the panel
+            self._say(name, error_text(exc), error=True)
+        self.refresh()
+
     def pick(self, name: str, value: str) -> None:
-        """Apply a picker value (``latest``, ``version:N``, ``label:L``) to model ``name``."""
+        """Apply a picker value (``latest``, ``all``, ``version:N``, ``label:L``)."""
         server = self._server
         if value == R.CUSTOM or server is None:
             return
-        try:
-            policy = R.policy_for_choice(value, server.core.labels(name))
-            server.core.set_version_policy(name, policy)
-            self._preferred[name] = value
-            self._say(name, "")
-        except (ServingError, ValueError) as exc:
-            self._say(name, getattr(exc, "message", str(exc)), error=True)
-        self.refresh()
+        labels: Mapping[str, int] = next(
+            (m.labels for m in server.models() if m.name == name), {})
 
-    def serve_version(self, name: str, version: int | None = None, label: str | None = None
-                      ) -> None:
-        """Code form of the picker: serve ``version`` (or ``label``'s), or latest when both None."""
-        self.pick(name, f"version:{version}" if version is not None else
-                  f"label:{label}" if label is not None else R.LATEST)
+        def apply() -> None:
+            server.set_version_policy(name, R.choice_policy(value, labels))
+            self._preferred[name] = value
+
+        self._act(name, apply)
 
     def load_version(self, name: str, version: int) -> None:
-        """Add ``version`` to the versions model ``name`` aspires (a specific policy)."""
-        self._change_set(name, version, R.policy_after_load)
+        if self._server is not None:
+            server = self._server
+            self._act(name, lambda: server.load_version(name, version))
+            self._preferred.pop(name, None)
 
     def unload_version(self, name: str, version: int) -> None:
-        """Remove ``version`` from the versions model ``name`` aspires; refuses the last one."""
-        self._change_set(name, version, R.policy_after_unload)
+        if self._server is not None:
+            server = self._server
+            self._act(name, lambda: server.unload_version(name, version))
+            self._preferred.pop(name, None)
 
-    def _change_set(self, name: str, version: int,
-                    change: Callable[[VersionPolicy, list[int], int], VersionPolicy]) -> None:
+    def set_label(self, name: str, label: str, version: int | None) -> None:
         server = self._server
         if server is None:
             return
+        if not label or version is None:
+            self._say(name, "Give a label name and pick a version", error=True)
+            return
+        self._act(name, lambda: server.set_label(name, label, version))
+
+    def inputs(self, name: str) -> dict[str, Any]:
+        """The request builder's values (ValueError naming a field that is not JSON)."""
+        view = self.model_view(name)
+        return B.parse_inputs({alias: area.value for alias, area in view.fields.items()})
+
+    def request_code(self, name: str, protocol: str, language: str) -> str:
+        """The exact client code for the builder's request (``Server.example_request``)."""
+        server = self._server
+        if server is None:
+            raise RuntimeError("No server is shown")
+        code: str = server.example_request(name, protocol=protocol, language=language,
+                                           inputs=self.inputs(name))
+        return code
+
+    def show_code(self, name: str) -> None:
+        view = self.model_view(name)
+        choice = dict(COPY_AS).get(view.copy_as.value or "")
+        if choice is None:
+            view.code.value = ""
+            return
         try:
-            on_disk = versions_on_disk(server.core.models()[name].base_path)
-            policy = change(server.core.effective_policy(name), on_disk, version)
-            server.core.set_version_policy(name, policy)
-            self._preferred.pop(name, None)
-            self._say(name, "")
-        except (ServingError, ValueError, KeyError) as exc:
-            self._say(name, getattr(exc, "message", str(exc)), error=True)
+            code = self.request_code(name, *choice)
+            view.code.value = (f"<pre style='white-space:pre;user-select:all'>"
+                               f"{html.escape(code)}</pre>")
+        except Exception as exc:  # noqa: BLE001 - shown, never raised
+            view.code.value = message_html(error_text(exc), error=True)
+
+    def send(self, name: str) -> str:
+        """Send the builder's request over the picked protocol: runs exactly the Python code
+        that "copy as requests / gRPC" shows; shows and returns what it printed."""
+        view = self.model_view(name)
+        protocol = "grpc" if view.protocol.value == "gRPC" else "rest"
+        out = io.StringIO()
+        try:
+            code = self.request_code(name, protocol, "python")
+            with contextlib.redirect_stdout(out):
+                exec(compile(code, f"<nbserve {protocol} request>", "exec"), {})
+            ok, text = True, out.getvalue()
+        except Exception as exc:  # noqa: BLE001 - the request's failure is the answer shown
+            last = traceback.format_exception_only(type(exc), exc)[-1].strip()
+            ok, text = False, (out.getvalue() + last).strip()
+        with self._render_lock:
+            view.result_ok, view.result_text = ok, text
+            colour = "inherit" if ok else "#cf222e"
+            view.result.value = (f"<div>{'answer' if ok else 'failed'} ({html.escape(protocol)})"
+                                 f"</div><pre class='nbserve-answer' style='color:{colour};"
+                                 f"white-space:pre-wrap'>{html.escape(text)}</pre>")
         self.refresh()
+        return text
 
-    def try_predict(self, name: str, body: str) -> str:
-        """Send ``body`` (a REST Predict body, or a bare JSON list of instances) to model
-        ``name`` through the picked version; show and return the REST JSON answer."""
-        from nbserve.codec.json_predict import JsonPredictCodec
-        from nbserve.codec.json_status import error_json
-        from nbserve.service import ModelSpec
-
+    def compare(self, name: str) -> Any:
+        """Compare the two picked versions on the builder's inputs (``Server.compare``)."""
         server = self._server
         view = self.model_view(name)
-        text = body.strip()
-        if text.startswith("["):
-            text = '{"instances": ' + text + "}"
-        raw = text.encode()
-        answered: int | None = None
+        if server is None or view.compare_a.value is None or view.compare_b.value is None:
+            return None
         try:
-            version, label = R.request_target(view.picker.value, server.core.labels(name))
-            codec = JsonPredictCodec.from_body(raw)
-            spec = ModelSpec(name, version, label, codec.signature_name)
-            answer = server.service.predict(spec, codec).decode()
-            answered = codec.servable_id.version if codec.servable_id else None
-        except Exception as exc:  # noqa: BLE001 - shown in TF Serving's words, never raised
-            answer = error_json(as_serving_error(exc).message).decode()
+            result = server.compare(name, self.inputs(name),
+                                    versions=(view.compare_a.value, view.compare_b.value))
+            page = B.comparison_html(result)
+        except Exception as exc:  # noqa: BLE001 - shown, never raised
+            result, page = None, message_html(error_text(exc), error=True)
         with self._render_lock:
-            view.try_result, view.try_version = answer, answered
-            source = f"version {answered}" if answered is not None else "error"
-            colour = "inherit" if answered is not None else "#cf222e"
-            view.try_output.value = (f"<div>{source}</div><pre style='color:{colour};"
-                                     f"white-space:pre-wrap'>{html.escape(answer)}</pre>")
-        return answer
+            view.comparison, view.compare_output.value = result, page
+        return result
 
-    def start(self) -> Any:
-        """The launcher's Start: ``nbserve.serve`` with the form's values; the new server (shown
-        at once, versions still LOADING), or None with the error shown under the form."""
-        from nbserve.api import serve
-        from nbserve.server import ServerStartError
+    def start(self) -> Server | None:
+        """The launcher's Start: ``nbserve.serve`` with the form's values; the new server, or
+        None with the error under the form."""
+        import nbserve
 
         form = self.launcher
         try:
             path = form.path.value.strip()
             if not path:
                 raise ValueError("Enter a model path (a folder of numeric version folders)")
-            server = serve(path, name=form.name.value.strip() or None,
-                           port=parse_port(form.grpc_port.value, "gRPC port"),
-                           rest_api_port=parse_port(form.rest_port.value, "REST port"),
-                           device=form.device.value, **self._serve_options)
-        except (ServerStartError, ServingError, OSError, ValueError) as exc:
-            form.message.value = _message(getattr(exc, "message", None) or str(exc), error=True)
+            server = nbserve.serve(path, name=form.name.value.strip() or None,
+                                   port=parse_port(form.grpc_port.value, "gRPC port"),
+                                   rest_api_port=parse_port(form.rest_port.value, "REST port"),
+                                   device=form.device.value, **self._serve_options)
+        except Exception as exc:  # noqa: BLE001 - shown under the form, the kernel lives on
+            form.message.value = message_html(error_text(exc), error=True)
             return None
         form.message.value = ""
         self.attach(server)
         return server
 
     def stop(self) -> None:
-        """The Stop button: ``server.stop()`` (ports freed, versions unloaded), then the
-        launcher, prefilled to start it again."""
+        """The Stop button: ``server.stop()``, then the launcher, prefilled to start it again."""
         server = self._server
         if server is None:
             return
@@ -553,4 +453,4 @@ class ServerPanel(w.VBox):
         with self._render_lock:
             view = self._views.get(name)
             if view is not None:
-                view.message.value = _message(text, error)
+                view.message.value = message_html(text, error)

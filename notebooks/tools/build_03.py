@@ -10,13 +10,16 @@ cells, md, code = cell_makers()
 md("""# Watch and steer versions: the widget panel
 
 `nbserve.widgets.ServerPanel` is a live panel built from standard ipywidgets (no extra front-end
-bundle): per model a table of versions with their state (LOADING / AVAILABLE / UNLOADING / END),
-device, load time and error text, updated from the server's state events; a **version picker**;
-**load / unload** buttons; and a small **try it** box. `%tfserve panel` shows the same panel.
+bundle): per model a table of versions with their state in TF Serving's words and plain ones
+(`END · unloaded (replaced by 2)`), device, load time and the traffic of the last minute with a
+sparkline, updated live; a **version picker**; **load / unload** buttons (a disabled one says why);
+**labels**; a **request builder** generated from the serving signature; and **compare** two
+versions. `%tfserve panel` shows the same panel.
 
-Everything it does goes through the server's lifecycle: picking a version makes the model's version
-policy `specific` for it, so the manager loads it and unloads the others, and REST/gRPC status show
-the change, not only the widget.""")
+Everything it does goes through the server's public API (`set_version_policy`, `load_version`,
+`set_label`, `example_request`, `compare`...): picking a version makes the model's version
+policy `specific` for it, so the manager loads it and unloads the others, and REST/gRPC status
+show the change, not only the widget.""")
 
 code("""# NBVAL_IGNORE_OUTPUT
 import json, os, shutil, tempfile, urllib.request
@@ -79,8 +82,8 @@ print(panel.wait_settled(timeout=60))
 print(rest_status(), rest_predict([1.0, 2.0]))""")
 
 md("""Each widget is a public attribute, so the panel can also be driven from code (which is what
-this notebook does, so that it runs unattended). The picker lists "latest (policy)", every
-version on disk or ever seen, and every label:""")
+this notebook does, so that it runs unattended). The picker lists, in plain words, the newest
+version, every version, each version on disk or ever seen, and every label:""")
 
 code("""view = panel.model_view("affine")
 print(view.picker.options)
@@ -93,7 +96,7 @@ then unloads version 2.""")
 
 code("""view.picker.value = "version:1"   # what choosing "version 1" in the dropdown does
 print(panel.wait_settled(timeout=60))
-print(srv.core.effective_policy("affine").describe())
+print(srv.model("affine").policy)
 print(rest_status(), rest_predict([1.0, 2.0]))""")
 
 md("""## Load and unload
@@ -109,28 +112,34 @@ panel.wait_settled(timeout=60)
 print(view.picker.value, rest_status(), "unload of the last one disabled:",
       view.unload_buttons[2].disabled)""")
 
-md("""## Try it
+md("""## Build a request, compare two versions
 
-A Predict body in, the REST answer out, through the version the picker names. Errors come back
-in TF Serving's words.""")
+The request builder has a field per input of the serving signature (its dtype and shape beside
+it), prefilled with a valid example. *Send* runs exactly the code that *copy as* shows, over REST
+or gRPC. *Compare* sends the same inputs to two loaded versions and shows the outputs side by
+side with the largest absolute difference: the check to make before moving a `stable` label.""")
 
-code("""view.picker.value = "version:1"
+code("""view.load_buttons[1].click()     # versions 1 and 2 side by side
 panel.wait_settled(timeout=60)
-view.try_input.value = '{"instances": [1.0, 2.0, 5.0]}'
-view.try_button.click()
-print("version", view.try_version, view.try_result)
-view.try_input.value = '{"instances": ["one"]}'
-view.try_button.click()
-print(view.try_result)""")
+print(list(view.fields), view.fields["x"].value)
+view.fields["x"].value = "[1.0, 2.0, 5.0]"
+view.protocol.value = "REST"
+view.send_button.click()
+print(view.result_ok, view.result_text.strip())
+view.copy_as.value = "curl"
+print("curl" in view.code.value and "1.0, 2.0, 5.0" in view.code.value)
+view.compare_a.value, view.compare_b.value = 1, 2
+view.compare_button.click()
+print(dict(view.comparison.max_abs_diff))""")
 
 md("""## Back to latest
 
-*latest (policy)* removes the override: the configured policy (the latest version) applies
-again, and version 2 is back.""")
+*the newest version* serves the latest version again (TF Serving's `latest { num_versions: 1 }`),
+and version 1 is unloaded.""")
 
 code("""view.picker.value = "latest"
 panel.wait_settled(timeout=60)
-print(srv.core.effective_policy("affine").describe(), rest_status(), rest_predict([1.0, 2.0]))""")
+print(srv.model("affine").policy, rest_status(), rest_predict([1.0, 2.0]))""")
 
 md("""## Stop
 
@@ -139,7 +148,8 @@ name, ports, device, Start), filled in with this server's settings. `ServerPanel
 running server shows that launcher too.""")
 
 code("""panel.stop_button.click()
-print(srv.running, panel.server is None, panel.launcher.name.value, panel.launcher.rest_port.value)
+print(srv.running, panel.server is None, panel.launcher.name.value,
+      panel.launcher.rest_port.value == str(srv.rest_port))
 shutil.rmtree(workdir)""")
 
 nb = nbf.v4.new_notebook(cells=cells)

@@ -9,6 +9,7 @@ import pathlib
 import signal
 import subprocess
 import sys
+import textwrap
 import time
 import urllib.error
 import urllib.request
@@ -20,6 +21,9 @@ import pytest
 from tests.support import free_port
 
 BASE_PATH = "/user/tester/"
+REPO = pathlib.Path(__file__).resolve().parents[2]
+# The lab extension built from THIS checkout (`cd labextension && npm run build:prod`).
+LOCAL_BUILD = REPO / "nbserve" / "labextension"
 TOKEN = "nbserve-test-token-8f2c"
 
 
@@ -60,8 +64,81 @@ class Lab:
             return ""
 
 
+class Kernel:
+    """A kernel started by the lab (``POST /api/kernels``), driven over its connection file."""
+
+    def __init__(self, lab: Lab, notebook: str | None = None) -> None:
+        """A bare kernel, or with ``notebook`` (a path under the root) a notebook session's
+        kernel, as opening that notebook in the lab starts it."""
+        from jupyter_client import BlockingKernelClient
+
+        if notebook:
+            code, reply = lab.request("api/sessions", method="POST", body={
+                "path": notebook, "name": notebook.rsplit("/", 1)[-1], "type": "notebook",
+                "kernel": {"name": "python3"}})
+            assert code == 201, reply
+            reply = reply["kernel"]
+        else:
+            code, reply = lab.request("api/kernels", method="POST", body={"name": "python3"})
+            assert code == 201, reply
+        self.lab, self.id = lab, reply["id"]
+        connection = lab.runtime_dir / f"kernel-{self.id}.json"
+        deadline = time.monotonic() + 30
+        while not connection.is_file():
+            assert time.monotonic() < deadline, f"no connection file:\n{lab.log_tail()}"
+            time.sleep(0.1)
+        self.client = BlockingKernelClient(connection_file=str(connection))
+        self.client.load_connection_file()
+        self.client.start_channels()
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                self.client.wait_for_ready(timeout=60)
+                break
+            except RuntimeError:  # "Kernel died": a heartbeat missed on a busy machine
+                code, _ = lab.request(f"api/kernels/{self.id}")
+                assert code == 200 and time.monotonic() < deadline, \
+                    f"kernel {self.id} not ready ({code}):\n{lab.log_tail()}"
+                time.sleep(0.5)
+
+    def run(self, code: str, timeout: float = 90) -> str:
+        """Execute ``code``; return its stdout; fail with the traceback on an error."""
+        out: list[str] = []
+
+        def hook(msg):
+            content = msg["content"]
+            if msg["msg_type"] == "stream" and content.get("name") == "stdout":
+                out.append(content["text"])
+            elif msg["msg_type"] == "error":
+                out.append("\n".join(content["traceback"]))
+
+        reply = self.client.execute_interactive(textwrap.dedent(code), timeout=timeout,
+                                                output_hook=hook)
+        assert reply["content"]["status"] == "ok", "".join(out)
+        return "".join(out)
+
+    def close(self) -> None:
+        self.client.stop_channels()
+        self.lab.request(f"api/kernels/{self.id}", method="DELETE")
+
+
+def local_extension_path(tmp: pathlib.Path) -> str | None:
+    """A Jupyter data dir whose ``labextensions/nbserve-labextension`` is this checkout's build
+    (a symlink), for ``JUPYTER_PATH``: it comes before the installed copy, so the lab loads the
+    extension of the code under test. None when this checkout has no build."""
+    if not (LOCAL_BUILD / "package.json").is_file():
+        return None
+    data = tmp / "jupyter-data"
+    (data / "labextensions").mkdir(parents=True, exist_ok=True)
+    link = data / "labextensions" / "nbserve-labextension"
+    if not link.exists():
+        link.symlink_to(LOCAL_BUILD, target_is_directory=True)
+    return str(data)
+
+
 def lab_env(tmp: pathlib.Path) -> dict[str, str]:
-    """The lab's (and so its kernels') environment: isolated runtime, config and settings dirs."""
+    """The lab's (and so its kernels') environment: isolated runtime, config and settings dirs,
+    and this checkout's lab extension build first on the Jupyter path."""
     settings = tmp / "lab-settings"
     notif = settings / "@jupyterlab" / "apputils-extension"
     notif.mkdir(parents=True, exist_ok=True)
@@ -76,6 +153,9 @@ def lab_env(tmp: pathlib.Path) -> dict[str, str]:
         "TF_CPP_MIN_LOG_LEVEL": "2",
         "PATH": os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", ""),
     })
+    local = local_extension_path(tmp)
+    if local:
+        env["JUPYTER_PATH"] = os.pathsep.join(p for p in (local, env.get("JUPYTER_PATH")) if p)
     return env
 
 

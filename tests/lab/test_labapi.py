@@ -10,9 +10,9 @@ import os
 import subprocess
 import sys
 
-from nbserve import discovery, labapi
+from nbserve import discovery, labapi, vocabulary
 
-from .conftest import BASE_PATH, free_port
+from .conftest import BASE_PATH, Kernel, free_port
 
 
 def by_url(reply, server):
@@ -97,3 +97,57 @@ def test_proxy_path_when_jupyter_server_proxy_is_installed(tmp_path, fake_server
     monkeypatch.setattr(labapi, "proxy_available", lambda: False)
     reply = asyncio.run(labapi.servers_reply("/user/alice/", str(tmp_path)))
     assert reply["servers"][0]["proxy_path"] is None
+
+
+def test_servers_are_placed_under_their_notebook_and_others_apart(lab, fake_server, monkeypatch,
+                                                                  tmp_path):
+    """A server in a notebook's kernel is listed under that notebook's name; one in another
+    process of the user (here: the test process) under "other"; versions carry the shared look."""
+    (lab.root_dir / "work").mkdir(exist_ok=True)
+    kernel = Kernel(lab, notebook="work/demo.ipynb")
+    try:
+        models = tmp_path / "in_kernel" / "1"
+        models.mkdir(parents=True)
+        (models / "saved_model.pb").write_bytes(b"")
+        kernel.run(f"""
+            from nbserve.options import ModelConfig, ServerOptions
+            from nbserve.server import Server
+            from nbserve.testing import FakeLoader
+            srv = Server(ServerOptions(models=(ModelConfig("in_kernel", {str(models.parent)!r}),),
+                                       rest_api_port=0, grpc_port=None),
+                         loader_factory=lambda sid, path: FakeLoader()).start()
+            srv.wait_until_available("in_kernel", timeout=20)
+            """)
+        monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(lab.runtime_dir))  # another process
+        other = fake_server("elsewhere")
+        code, reply = lab.request("nbserve/api/servers")
+        assert code == 200, reply
+        groups = [(s["group"], s["title"], s["notebook"]) for s in reply["servers"]]
+        assert groups[0] == ("notebook", "demo.ipynb", "work/demo.ipynb"), groups
+        [mine] = [s for s in reply["servers"] if s["group"] == "notebook"]
+        assert mine["kernel_id"] == kernel.id
+        [theirs] = [s for s in reply["servers"] if s["rest_url"] == other.rest_url]
+        assert theirs["group"] == "other" and theirs["title"] == f"process {os.getpid()}"
+        [model] = mine["live_models"]
+        [v1] = model["model_version_status"]
+        assert v1["look"] == vocabulary.look_json(vocabulary.version_look("AVAILABLE"))
+    finally:
+        kernel.close()
+
+
+def test_looks_and_placing_are_pure():
+    looked = labapi.with_looks([
+        {"name": "m", "model_version_status": [
+            {"version": "2", "state": "AVAILABLE", "status": {"error_code": "OK"}},
+            {"version": "1", "state": "END", "status": {"error_code": "OK"}},
+            {"version": "3", "state": "END",
+             "status": {"error_code": "UNKNOWN", "error_message": "bad export"}}]},
+        {"name": "empty", "model_version_status": []}])
+    words = [v["look"]["words"] for v in looked[0]["model_version_status"]]
+    assert words == ["serving", "unloaded (replaced by 2)", "failed: bad export"]
+    assert looked[0]["model_version_status"][2]["look"]["colour"] == vocabulary.COLOURS["failed"]
+    assert looked[1]["waiting"]["badge"] == "waiting"
+    record = {"pid": 7, "kernel_id": "abcdef0123"}
+    assert labapi.place(record, {"abcdef0123"}, {"abcdef0123": "a/b.ipynb"})["title"] == "b.ipynb"
+    assert labapi.place(record, {"abcdef0123"}, {})["title"] == "kernel abcdef01"
+    assert labapi.place(record, set(), {})["group"] == "other"

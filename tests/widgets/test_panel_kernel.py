@@ -8,7 +8,6 @@ checked from the test process through REST. Every wait is bounded.
 
 from __future__ import annotations
 
-
 import pytest
 
 from tests.kernels import Kernel
@@ -51,7 +50,7 @@ def test_panel_in_a_kernel_picks_versions_for_rest(kernel, two_versions):
     """)
     port = info["rest"]
     wait_for(lambda: rest_states(port, "hp").get(2) == "AVAILABLE", 60, "v2 AVAILABLE")
-    assert info["options"] == ["latest", "version:2", "version:1"]
+    assert info["options"] == ["latest", "all", "version:2", "version:1"]
 
     # the front end picks "version 1": the Dropdown's index changes through its comm
     kernel.comm_msg(info["picker"], {"method": "update", "buffer_paths": [],
@@ -59,11 +58,14 @@ def test_panel_in_a_kernel_picks_versions_for_rest(kernel, two_versions):
     wait_for(lambda: rest_states(port, "hp") == {1: "AVAILABLE", 2: "END"}, 60,
              "v1 serving and v2 END")
     assert rest_predict(port, "hp", [1.0, 2.0]).json() == {"predictions": [2.5, 3.0]}
-    shown = kernel.json("""
-        panel.wait_settled(timeout=30)
-        print(json.dumps([view.picker.value, [[r.version, r.state] for r in view.rows]]))
-    """)
-    assert shown == ["version:1", [[2, "END"], [1, "AVAILABLE"]]]
+    def shown():
+        return kernel.json("""
+            panel.refresh()
+            print(json.dumps([view.picker.value, [[r.version, r.state] for r in view.rows]]))
+        """)
+
+    wait_for(lambda: shown() == ["version:1", [[2, "END"], [1, "AVAILABLE"]]], 60,
+             "the panel to show v1 serving")
 
     # latest again (set from a cell this time): the newer version is back
     kernel.run("view.picker.value = 'latest'")

@@ -1,118 +1,126 @@
-"""The pure state -> rows formatting behind the widget panel (no server, no widgets)."""
+"""The pure state -> view functions behind the widget panel (no server, no widgets, no kernel)."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
-from nbserve.options import VersionPolicy
+from nbserve import vocabulary as V
+from nbserve.status import (
+    Comparison,
+    ModelStatus,
+    SignatureInfo,
+    TensorSpec,
+    VersionStatus,
+    VersionTraffic,
+)
+from nbserve.widgets import builder as B
 from nbserve.widgets import rows as R
 
 
-def entry(version, state, error="", device=None, load_seconds=None):
-    e = {"version": str(version), "state": state,
-         "status": {"error_code": "UNKNOWN" if error else "OK", "error_message": error}}
-    if device:
-        e["device"] = device
-    if load_seconds is not None:
-        e["load_seconds"] = load_seconds
-    return e
+def model(versions, policy="latest 1", labels=None, hint=None):
+    return ModelStatus("m", "/x/m", tuple(versions), policy, labels or {}, hint)
 
 
-def test_rows_merge_states_disk_and_labels_highest_first():
-    rows = R.version_rows(
-        [entry(3, "END", error="Could not load <3>"), entry(2, "AVAILABLE", device="/cpu:0",
-                                                            load_seconds=0.4213),
-         entry(1, "AVAILABLE")],
-        on_disk=[1, 2, 4], labels={"stable": 1, "canary": 2, "old": 1})
+def test_rows_merge_states_disk_labels_and_traffic_highest_first():
+    m = model([VersionStatus(3, "END", error="Could not load <3>"),
+               VersionStatus(2, "AVAILABLE", "/cpu:0", 0.4213), VersionStatus(1, "AVAILABLE")],
+              labels={"stable": 1, "canary": 2, "old": 1})
+    flow = [VersionTraffic(2, 5, 1, 1.0, 2.0, (0,) * 58 + (2, 3))]
+    rows = R.version_rows(m, on_disk=[1, 2, 4], traffic=flow)
     assert [r.version for r in rows] == [4, 3, 2, 1]
     by = {r.version: r for r in rows}
-    assert by[4].state == R.NOT_LOADED and by[4].on_disk and not by[4].loaded
-    assert by[3].state == "END" and by[3].error == "Could not load <3>" and not by[3].on_disk
+    assert by[4].state == R.NOT_LOADED and by[4].look.kind == "not-loaded"
+    assert by[3].look.words == "failed: Could not load <3>" and by[3].error == "Could not load <3>"
     assert by[2].device == "/cpu:0" and by[2].load_time == "0.42 s" and by[2].labels == ("canary",)
-    assert by[1].labels == ("old", "stable") and by[1].load_time == ""
-    # the highest AVAILABLE version answers unlabelled requests
-    assert [r.version for r in rows if r.serving] == [2]
+    assert by[2].traffic == "5 req, 1 err, p50 1.0 ms, p99 2.0 ms" and "<svg" in by[2].spark
+    assert by[1].labels == ("old", "stable") and by[1].spark == ""
+    assert [r.version for r in rows if r.serving] == [2]  # the highest AVAILABLE answers
 
 
-@pytest.mark.parametrize("state,loaded", [("START", True), ("LOADING", True), ("AVAILABLE", True),
-                                          ("UNLOADING", False), ("END", False)])
-def test_loaded_means_available_or_on_its_way(state, loaded):
-    assert R.version_rows([entry(1, state)])[0].loaded is loaded
+def test_buttons_say_why_they_are_disabled():
+    rows = {r.version: r for r in R.version_rows(
+        model([VersionStatus(2, "AVAILABLE"), VersionStatus(1, "END")]), on_disk=[1, 2])}
+    assert rows[2].load_why == "already loaded"
+    assert "only loaded version" in rows[2].unload_why
+    assert rows[1].load_why == "" and rows[1].unload_why == "not loaded"
+    gone = R.version_rows(model([VersionStatus(1, "END")]), on_disk=[])
+    assert gone[0].load_why == "its folder is no longer on disk"
 
 
-def test_no_available_version_means_none_serving():
-    rows = R.version_rows([entry(2, "LOADING"), entry(1, "END")])
-    assert not any(r.serving for r in rows)
-
-
-def test_html_escapes_and_shows_every_column():
-    rows = R.version_rows([entry(7, "END", error="<script>x</script> & more")],
-                          labels={"a<b": 7})
+def test_table_uses_the_shared_vocabulary_and_escapes():
+    rows = R.version_rows(model([VersionStatus(7, "END", error="<script>x</script> & more"),
+                                 VersionStatus(8, "AVAILABLE")], labels={"a<b": 7}))
     text = R.rows_html(rows)
     assert "<script>" not in text and "&lt;script&gt;" in text and "a&lt;b" in text
-    assert "END" in text and ">7<" in text
+    for look in (V.version_look("AVAILABLE"), V.version_look("END", "x")):
+        assert look.colour in text and look.css_class in text
     assert "no versions" in R.rows_html([])
-
-
-def test_text_form():
-    rows = R.version_rows([entry(2, "AVAILABLE", device="/device:CPU:0", load_seconds=1.5)],
-                          on_disk=[1, 2], labels={"stable": 2})
     assert R.rows_text(rows).splitlines() == [
-        "2: AVAILABLE (/device:CPU:0; 1.50 s; labels stable; serving)", "1: NOT LOADED"]
+        "8: AVAILABLE \u00b7 serving (default)",
+        "7: END \u00b7 failed: <script>x</script> & more (labels a<b)"]
 
 
-def test_picker_options_list_latest_versions_labels():
-    latest = VersionPolicy.latest()
-    options = R.picker_options([1, 3, 2, 3], {"stable": 1}, latest, latest)
-    assert options == [("latest (policy: latest 1)", "latest"), ("version 3", "version:3"),
-                       ("version 2", "version:2"), ("version 1", "version:1"),
-                       ("label stable \u2192 1", "label:stable")]
-    custom = R.picker_options([1, 2], {}, latest, VersionPolicy.specific(1, 2))
-    assert custom[-1] == ("custom (specific 1,2)", "custom")
+def test_picker_in_plain_words():
+    options = R.picker_options([1, 3, 2, 3], {"stable": 1}, "latest 1")
+    assert options == [("the newest version", "latest"), ("every version", "all"),
+                       ("version 3", "version:3"), ("version 2", "version:2"),
+                       ("version 1", "version:1"), ("label stable \u2192 version 1",
+                                                    "label:stable")]
+    assert R.picker_options([1, 2], {}, "specific 1,2")[-1] == (
+        "custom: versions 1 and 2", "custom")
+    assert R.policy_title("latest 1") == (
+        "serves the newest version",
+        "TF Serving: model_version_policy { latest { num_versions: 1 } }")
 
 
-def test_picker_value_follows_the_effective_policy():
-    latest, labels = VersionPolicy.latest(), {"stable": 1, "canary": 2}
-    assert R.picker_value(latest, latest, labels) == "latest"
-    assert R.picker_value(VersionPolicy.specific(1), latest, labels) == "version:1"
-    # a picked label stays shown while it still names the served version
-    picked = R.picker_value(VersionPolicy.specific(1), latest, labels, "label:stable")
-    assert picked == "label:stable"
-    assert R.picker_value(VersionPolicy.specific(2), latest, labels, "label:stable") == "version:2"
-    assert R.picker_value(VersionPolicy.specific(1, 2), latest, labels) == "custom"
-    assert R.picker_value(VersionPolicy.all(), latest, labels) == "custom"
-    # a configured specific policy is "latest (policy)", not an override
-    assert R.picker_value(VersionPolicy.specific(1), VersionPolicy.specific(1), labels) == "latest"
+def test_picker_value_follows_the_policy_in_force():
+    labels = {"stable": 1, "canary": 2}
+    assert R.picker_value("latest 1", labels) == "latest"
+    assert R.picker_value("all", labels) == "all"
+    assert R.picker_value("specific 1", labels) == "version:1"
+    assert R.picker_value("specific 1", labels, "label:stable") == "label:stable"
+    assert R.picker_value("specific 2", labels, "label:stable") == "version:2"
+    assert R.picker_value("specific 1,2", labels) == "custom"
+    assert R.picker_value("latest 2", labels) == "custom"
 
 
-def test_policy_for_choice():
+def test_choice_policy_is_what_set_version_policy_takes():
     labels = {"stable": 4}
-    assert R.policy_for_choice("latest", labels) is None
-    assert R.policy_for_choice("version:3", labels) == VersionPolicy.specific(3)
-    assert R.policy_for_choice("label:stable", labels) == VersionPolicy.specific(4)
+    assert R.choice_policy("latest", labels) == "latest"
+    assert R.choice_policy("all", labels) == "all"
+    assert R.choice_policy("version:3", labels) == [3]
+    assert R.choice_policy("label:stable", labels) == [4]
     for bad in ("custom", "label:nope", "3"):
         with pytest.raises(ValueError):
-            R.policy_for_choice(bad, labels)
+            R.choice_policy(bad, labels)
 
 
-def test_request_target():
-    labels = {"stable": 4}
-    assert R.request_target("version:3", labels) == (3, None)
-    assert R.request_target("label:stable", labels) == (None, "stable")
-    assert R.request_target("latest", labels) == (None, None)
-    assert R.request_target("custom", labels) == (None, None)
+# -- the request builder and compare ---------------------------------------------------------------
+SIG = SignatureInfo("serving_default", "tensorflow/serving/predict",
+                    {"x": TensorSpec("x", "DT_FLOAT", (-1, 3)),
+                     "name": TensorSpec("name", "DT_STRING", (-1,)),
+                     "k": TensorSpec("k", "DT_INT64", None)},
+                    {"y": TensorSpec("y", "DT_FLOAT", (-1, 1))})
 
 
-def test_load_and_unload_change_the_specific_set():
-    on_disk = [1, 2, 3]
-    latest = VersionPolicy.latest()
-    assert R.policy_after_load(latest, on_disk, 1) == VersionPolicy.specific(1, 3)
-    assert R.policy_after_load(VersionPolicy.specific(1, 3), on_disk, 2) == \
-        VersionPolicy.specific(1, 2, 3)
-    assert R.policy_after_unload(VersionPolicy.all(), on_disk, 2) == VersionPolicy.specific(1, 3)
-    assert R.policy_after_unload(VersionPolicy.specific(1, 3), on_disk, 3) == \
-        VersionPolicy.specific(1)
-    with pytest.raises(ValueError, match="only version"):
-        R.policy_after_unload(VersionPolicy.specific(1), on_disk, 1)
-    with pytest.raises(ValueError, match="only version"):
-        R.policy_after_unload(latest, on_disk, 3)
+def test_a_field_per_input_with_dtype_shape_and_the_example():
+    fields = B.input_fields(SIG, {"x": np.zeros((1, 3), np.float32), "name": [b"a"], "k": 3})
+    assert [(f.alias, f.describe, f.text) for f in fields] == [
+        ("x", "float32 shape (-1, 3)", "[[0.0, 0.0, 0.0]]"),
+        ("name", "string (bytes) shape (-1,)", '["a"]'),
+        ("k", "int64 of any shape", "3")]
+
+
+def test_parse_inputs_names_the_bad_field():
+    assert B.parse_inputs({"x": "[[1, 2, 3]]", "k": "3"}) == {"x": [[1, 2, 3]], "k": 3}
+    with pytest.raises(ValueError, match="input 'x': not JSON"):
+        B.parse_inputs({"x": "[[1, 2"})
+
+
+def test_comparison_side_by_side_with_the_largest_difference():
+    result = Comparison((1, 2), {1: {"y": np.array([2.5, 3.0])}, 2: {"y": np.array([3.5, 4.0])}},
+                        {"y": 1.0})
+    page = B.comparison_html(result)
+    assert "version 1" in page and "version 2" in page
+    assert "[2.5, 3.0]" in page and "[3.5, 4.0]" in page and ">1</td>" in page
