@@ -16,9 +16,11 @@ after the model spec are passed on as given, so the service's own signature may 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from nbserve import logs
+from nbserve.core.ids import ServableId
 from nbserve.service import ModelSpec, ServingService
 from nbserve.traffic import TrafficRecorder
 
@@ -30,19 +32,22 @@ class ObservedService(ServingService):
                  **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.traffic = traffic or TrafficRecorder()
+        self._capture = logs.native_capture()
 
-    def predict(self, spec: ModelSpec, *args: Any, **kwargs: Any) -> Any:
-        return self._observed(ServingService.predict, spec, args, kwargs)
+    def predict(self, spec: ModelSpec, codec: Any, *args: Any, **kwargs: Any) -> Any:
+        witness = _Witness(codec)
+        return self._observed(ServingService.predict, spec, (witness, *args), kwargs,
+                              lambda result: witness.servable_id)
 
     def classify(self, spec: ModelSpec, *args: Any, **kwargs: Any) -> Any:
-        return self._observed(ServingService.classify, spec, args, kwargs)
+        return self._observed(ServingService.classify, spec, args, kwargs, _result_id)
 
     def regress(self, spec: ModelSpec, *args: Any, **kwargs: Any) -> Any:
-        return self._observed(ServingService.regress, spec, args, kwargs)
+        return self._observed(ServingService.regress, spec, args, kwargs, _result_id)
 
     def _observed(self, call: Any, spec: ModelSpec, args: tuple[Any, ...],
-                  kwargs: dict[str, Any]) -> Any:
-        capture = logs.native_capture()
+                  kwargs: dict[str, Any], answered_by: Callable[[Any], ServableId | None]) -> Any:
+        capture = self._capture
         started = time.perf_counter()
         capture.begin()
         try:
@@ -54,7 +59,10 @@ class ObservedService(ServingService):
                 self.traffic.record(spec.name, version, time.perf_counter() - started, False)
             raise
         capture.end()
-        self.traffic.record(spec.name, result.id.version, time.perf_counter() - started, True)
+        servable_id = answered_by(result)
+        if servable_id is not None:
+            self.traffic.record(spec.name, servable_id.version, time.perf_counter() - started,
+                                True)
         return result
 
     def _named_version(self, spec: ModelSpec) -> int | None:
@@ -66,3 +74,35 @@ class ObservedService(ServingService):
             return self.core.labels(spec.name).get(spec.label)
         available = self.core.manager.available_versions(spec.name)
         return max(available) if available else None
+
+
+def _result_id(result: Any) -> ServableId | None:
+    """The version a classify / regress result came from."""
+    servable_id: ServableId | None = getattr(result, "id", None)
+    return servable_id
+
+
+class _Witness:
+    """A predict codec passed through, remembering which version's outputs it encoded (the
+    service encodes once, after releasing the handle; REST and gRPC codecs return bytes or
+    protos that do not carry it)."""
+
+    __slots__ = ("_codec", "servable_id")
+
+    def __init__(self, codec: Any) -> None:
+        self._codec = codec
+        self.servable_id: ServableId | None = None
+
+    @property
+    def output_filter(self) -> Any:
+        return self._codec.output_filter
+
+    def signature_not_found(self, key: str) -> Any:
+        return self._codec.signature_not_found(key)
+
+    def decode(self, signature: Any) -> Any:
+        return self._codec.decode(signature)
+
+    def encode(self, servable_id: ServableId, signature: Any, outputs: Any) -> Any:
+        self.servable_id = servable_id
+        return self._codec.encode(servable_id, signature, outputs)
