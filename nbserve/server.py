@@ -31,10 +31,10 @@ from typing import Any
 import numpy as np
 
 from nbserve import describe, logs, registry, teaching
+from nbserve.codec.python_predict import PythonPredictCodec
 from nbserve.config_watch import ConfigWatcher
 from nbserve.core.events import ManagerState, ServableState
 from nbserve.core.load_timeout import with_load_timeout
-from nbserve.codec.python_predict import PythonPredictCodec
 from nbserve.core.loader import LoaderFactory
 from nbserve.core.server_core import ServerCore
 from nbserve.errors import ServingError, StatusCode, not_found

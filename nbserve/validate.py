@@ -34,9 +34,9 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
-from collections.abc import Iterable, Sequence
 
 from nbserve.servables.signature import DT_ENUM, DT_TO_NUMPY
 from nbserve.sources.filesystem import parse_version

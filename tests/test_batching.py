@@ -4,7 +4,8 @@ one REST end-to-end run on TF Serving's matrix_half_plus_two test model."""
 from __future__ import annotations
 
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pytest

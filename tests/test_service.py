@@ -13,8 +13,8 @@ import pytest
 from nbserve.codec.python_predict import PythonPredictCodec
 from nbserve.core.ids import ServableId
 from nbserve.errors import ServingError, StatusCode
-from nbserve.service import ModelSpec, ServingService
 from nbserve.servables.signature import Signature, TensorInfo
+from nbserve.service import ModelSpec, ServingService
 
 SIG = Signature("serving_default", inputs={"x": TensorInfo("x:0", "DT_FLOAT")},
                 outputs={"y": TensorInfo("y:0", "DT_FLOAT")})

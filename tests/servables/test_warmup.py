@@ -14,15 +14,23 @@ import pytest
 
 from nbserve.errors import ServingError, StatusCode
 from nbserve.servables.signature import Signature, TensorInfo
-from nbserve.servables.warmup import (MAX_WARMUP_RECORDS, TFRECORD_HINT, crc32c, encode_tfrecord,
-                                      iter_tfrecords, predict_request,
-                                      read_tfrecords, run_warmup, warmup_path, write_tfrecords,
-                                      write_warmup_file)
+from nbserve.servables.warmup import (
+    MAX_WARMUP_RECORDS,
+    TFRECORD_HINT,
+    crc32c,
+    encode_tfrecord,
+    iter_tfrecords,
+    predict_request,
+    read_tfrecords,
+    run_warmup,
+    warmup_path,
+    write_tfrecords,
+    write_warmup_file,
+)
 from nbserve.testing import FakeServable
 
 prediction_log_pb2 = pytest.importorskip("tensorflow_serving.apis.prediction_log_pb2")
-from tensorflow_serving.apis import (classification_pb2, inference_pb2,  # noqa: E402
-                                     regression_pb2)
+from tensorflow_serving.apis import classification_pb2, inference_pb2, regression_pb2  # noqa: E402
 
 
 class _Lines(logging.Handler):
