@@ -454,24 +454,18 @@ def _register(server: IsolatedServer) -> None:
         if not _atexit_done:
             atexit.register(stop_all_isolated)
             _atexit_done = True
-    try:
-        from nbserve import server as server_module
+    from nbserve import registry
 
-        server_module._register(server)  # type: ignore[arg-type]  # duck-typed registry
-    except Exception:
-        log.debug("isolated server not in the kernel registry", exc_info=True)
+    registry.register(server)  # type: ignore[arg-type]  # the same facade, duck-typed
 
 
 def _unregister(server: IsolatedServer) -> None:
     with _registry_lock:
         if server in _children:
             _children.remove(server)
-    try:
-        from nbserve import server as server_module
+    from nbserve import registry
 
-        server_module._unregister(server)  # type: ignore[arg-type]
-    except Exception:
-        log.debug("isolated server not removed from the kernel registry", exc_info=True)
+    registry.unregister(server)  # type: ignore[arg-type]
 
 
 def stop_all_isolated(grace: float = 1.0) -> None:

@@ -203,18 +203,14 @@ class TFServeMagics(Magics):
         """Display the server's live view (``nbserve.display.server_view``) once."""
         from nbserve import display
 
-        view = getattr(display, "server_view", None)
-        if view is not None:
-            shown = view(server)
-            if self._display is not None:
-                self._display(shown)
-            else:
-                from IPython.display import display as ipython_display
+        shown = display.server_view(server)
+        if self._display is not None:
+            self._display(shown)
+        else:
+            from IPython.display import display as ipython_display
 
-                ipython_display(shown)  # type: ignore[no-untyped-call]
-            return shown
-        return display.LiveStatus(lambda: _snapshot(server), _event_subscriber(server),
-                                  display=self._display)
+            ipython_display(shown)  # type: ignore[no-untyped-call]
+        return shown
 
     def _stop(self, args: argparse.Namespace) -> None:
         from nbserve.server import Server
@@ -254,17 +250,6 @@ class TFServeMagics(Magics):
         logs.install()
         lines = logs.recent_lines(max(args.lines, 0))
         print("\n".join(lines) if lines else "(no nbserve log lines yet)")
-
-
-def _snapshot(server: Any) -> dict[str, Any]:
-    """The plain-dict picture ``nbserve.display``'s renderers take."""
-    return {"state": "running" if server.running else "stopped", "rest_url": server.rest_url,
-            "grpc_target": server.grpc_target, "device": server.options.device,
-            "models": server.status()}
-
-
-def _event_subscriber(server: Any) -> Callable[[Callable[[Any], None]], Callable[[], None]]:
-    return lambda callback: server.subscribe(callback)
 
 
 def _one_line(exc: BaseException) -> str:

@@ -169,10 +169,11 @@ class Server:
         warn_if_exposed(self.options)
         try:
             # issue 14: gRPC, then REST, as TF Serving (after the initial load on the CLI)
-            if self.options.rest_api_port:
-                self._bind(self.options.rest_api_port, "--rest_api_port").close()  # free now?
+            if self.options.rest_api_port:  # a clear error now if taken
+                bind_socket(self.options.host, self.options.rest_api_port,
+                            "--rest_api_port").close()
             if self.options.grpc_port:
-                self._bind(self.options.grpc_port, "--port").close()  # a clear error if taken
+                bind_socket(self.options.host, self.options.grpc_port, "--port").close()
             self._claim_grpc_socket()
             grpc_on = self.options.grpc_port is not None or self._grpc_socket is not None
             self._io.start()

@@ -193,11 +193,13 @@ def grpc_python(target: str, model: str, signature: SignatureInfo,
 
 def example_request(signature: SignatureInfo, *, model: str, protocol: str = "rest",
                     language: str = "curl", rest_url: str | None = None,
-                    grpc_target: str | None = None, inputs: Mapping[str, Any] | None = None,
+                    grpc_target: str | None = None, inputs: Any = None,
                     token: str = "", version: int | None = None, label: str | None = None
                     ) -> str:
-    """The snippet for one protocol / language (see the module docstring). Raises ValueError
-    for an unknown combination or a transport the server has turned off."""
+    """The snippet for one protocol / language (see the module docstring). ``inputs``: None
+    (an example from the signature), a mapping alias -> value, or one value for a single-input
+    signature. Raises ValueError for an unknown combination or a transport the server has
+    turned off."""
     if inputs is not None and not isinstance(inputs, Mapping):
         if len(signature.inputs) != 1:
             raise ValueError(f"Signature {signature.key!r} has {len(signature.inputs)} inputs: "

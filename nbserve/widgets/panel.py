@@ -32,7 +32,7 @@ import traceback
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-import ipywidgets as w  # type: ignore[import-untyped]
+import ipywidgets as w
 
 from nbserve.display import ticker
 from nbserve.widgets import builder as B
@@ -433,7 +433,8 @@ class ServerPanel(w.VBox):  # type: ignore[misc]
             return None
         form.message.value = ""
         self.attach(server)
-        return server
+        started: Server = server
+        return started
 
     def stop(self) -> None:
         """The Stop button: ``server.stop()``, then the launcher, prefilled to start it again."""

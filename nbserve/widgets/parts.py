@@ -13,7 +13,7 @@ import threading
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-import ipywidgets as w  # type: ignore[import-untyped]
+import ipywidgets as w
 
 from nbserve.widgets import builder as B
 from nbserve.widgets import rows as R
