@@ -131,9 +131,13 @@ def validate_saved_model(path: str | os.PathLike[str],
     if model_file is None:
         return [Finding(ERROR, "no-saved-model",
                         "no saved_model.pb or saved_model.pbtxt in this version folder", path)]
+    from google.protobuf.message import DecodeError
+    from google.protobuf.text_format import ParseError
+
     try:
         saved_model = _read_saved_model(model_file)
-    except Exception as exc:  # a DecodeError or a text-format ParseError
+    except (DecodeError, ParseError, UnicodeDecodeError, OSError) as exc:
+        # binary or text-format syntax, a .pbtxt that is not UTF-8, or a file that cannot be read
         return [Finding(ERROR, "unreadable", f"{os.path.basename(model_file)} does not parse: "
                         f"{exc}", path)]
     wanted = set(tags)
@@ -319,7 +323,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("paths", nargs="+", metavar="PATH",
                         help="a model base folder (numeric version folders) or a version folder")
     parser.add_argument("--saved_model_tags", default="serve",
-                        help="comma-separated MetaGraph tags, as the servers' flag (default: serve)")
+                        help="comma-separated MetaGraph tags, as the servers' flag "
+                             "(default: serve)")
     parser.add_argument("--json", action="store_true", help="print the findings as JSON")
     args = parser.parse_args(argv)
     tags = tuple(t for t in args.saved_model_tags.split(",") if t)

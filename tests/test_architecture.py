@@ -38,8 +38,10 @@ TENSORFLOW_ALLOWED = {
     "nbserve/transport/grpc_api.py": "speaks TF Serving's generated gRPC stubs",
     "nbserve/codec/proto_predict.py": "the gRPC wire codec: TF Serving's PredictRequest/Response",
     "nbserve/testing.py": "FakeServable.signature_def_map builds a real SignatureDefMap, lazily",
-    "nbserve/profiling.py": "drives TensorFlow's profiler session (ProfilerService, %tfserve profile)",
-    "nbserve/transport/profiler.py": "speaks tensorflow.ProfilerService with TF's own XSpace protos",
+    "nbserve/profiling.py":
+        "drives TensorFlow's profiler session (ProfilerService, %tfserve profile)",
+    "nbserve/transport/profiler.py":
+        "speaks tensorflow.ProfilerService with TF's own XSpace protos",
 }
 # Imports of these never load TensorFlow (plain protobuf messages).
 TENSORFLOW_FREE = ("tensorflow_serving.config",)

@@ -109,7 +109,7 @@ def test_concurrent_requests_merge_into_one_batch_and_split_back(make_scheduler)
     requests = [{"x": rows(100 * i, size)} for i, size in enumerate((1, 2, 3))]
     results = submit_all(scheduler, servable, requests)
     assert servable.sizes == [6]  # the batch ran when full
-    for request, result in zip(requests, results):
+    for request, result in zip(requests, results, strict=True):
         np.testing.assert_array_equal(result["y"], request["x"] * 2 + 1)
     merged = np.sort(servable.batches[0], axis=0)
     np.testing.assert_array_equal(merged, np.sort(np.concatenate([r["x"] for r in requests]), 0))
@@ -130,7 +130,7 @@ def test_timeout_zero_runs_what_is_queued_when_a_batch_thread_frees_up(make_sche
         t.start()
     wait_for(lambda: scheduler.queued_tasks() == 4)
     gate.set()
-    for t in threads + [first]:
+    for t in [*threads, first]:
         t.join(10)
     assert servable.sizes == [1, 4]
     for i in range(4):
@@ -155,7 +155,7 @@ def test_different_inner_shapes_use_different_queues(make_scheduler):
     results = submit_all(scheduler, servable, requests)
     assert sorted(servable.sizes) == [2, 2]
     assert sorted(b.shape[1] for b in servable.batches) == [2, 3]
-    for request, result in zip(requests, results):
+    for request, result in zip(requests, results, strict=True):
         np.testing.assert_array_equal(result["y"], request["x"] * 2 + 1)
 
 
@@ -180,7 +180,7 @@ def test_full_queue_answers_unavailable_with_tf_serving_text(make_scheduler):
         scheduler.run(ID, servable, SIG, {"x": rows(0, 1)})
     assert err.value == ServingError(StatusCode.UNAVAILABLE, QUEUE_FULL_MESSAGE)
     gate.set()
-    for t in waiting + [busy]:
+    for t in [*waiting, busy]:
         t.join(10)
     assert servable.sizes == [1, 2]
 
@@ -332,7 +332,7 @@ def test_close_joins_threads_and_refuses_new_work():
 
 def test_scheduler_for_server_options():
     assert scheduler_for(ServerOptions()) is None
-    with pytest.raises(ServingError, match="without setting ServerOptions.enable_batching"):
+    with pytest.raises(ServingError, match=r"without setting ServerOptions.enable_batching"):
         scheduler_for(ServerOptions(batching=BatchingOptions()))
     scheduler = scheduler_for(ServerOptions(
         enable_batching=True, batching_per_model={"a": BatchingOptions(max_batch_size=3)}))
@@ -353,18 +353,18 @@ def test_cli_batching_and_warmup_flags(tmp_path):
                       "num_batch_threads { value: 4 }\nallowed_batch_sizes: 8\n"
                       "allowed_batch_sizes: 32\n")
     base = ["--model_base_path", str(tmp_path), "--port=0", "--rest_api_port=0"]
-    values, warnings = parse_flags(base + ["--enable_batching", "--batching_parameters_file",
-                                           str(params), "--enable_model_warmup=false",
-                                           "--num_request_iterations_for_warmup=3"])
+    values, warnings = parse_flags([*base, "--enable_batching", "--batching_parameters_file",
+                                    str(params), "--enable_model_warmup=false",
+                                    "--num_request_iterations_for_warmup=3"])
     assert warnings == []
     options = options_from_flags(values)
     assert options.enable_batching and options.batching == BatchingOptions(
         max_batch_size=32, batch_timeout_micros=2000, num_batch_threads=4,
         allowed_batch_sizes=(8, 32))
     assert options.enable_model_warmup is False and options.num_request_iterations_for_warmup == 3
-    values, _ = parse_flags(base + ["--enable_batching"])
+    values, _ = parse_flags([*base, "--enable_batching"])
     assert options_from_flags(values).batching is None  # defaults
-    values, _ = parse_flags(base + ["--batching_parameters_file", str(params)])
+    values, _ = parse_flags([*base, "--batching_parameters_file", str(params)])
     with pytest.raises(ServingError) as err:
         options_from_flags(values)
     assert err.value == ServingError(

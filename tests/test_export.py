@@ -100,8 +100,8 @@ def test_exports_serve_through_server_predict(server):
     server.wait_until_available("module", version=7, timeout=60)
     keras_v1 = server.predict("keras", [[1.0], [2.0]], version=1)
     keras_v2 = server.predict("keras", [[1.0], [2.0]], version=2)
-    assert list(keras_v1.values())[0].tolist() == [[3.0], [5.0]]
-    assert list(keras_v2.values())[0].tolist() == [[3.0], [6.0]]
+    assert next(iter(keras_v1.values())).tolist() == [[3.0], [5.0]]
+    assert next(iter(keras_v2.values())).tolist() == [[3.0], [6.0]]
     assert server.predict("module", [2.0], version=1)["y"].tolist() == [3.0]
     assert server.predict("module", [2.0], version=7)["y"].tolist() == [3.0]
     assert server.predict("function", [1.5, -1.0])["z"].tolist() == [3.0, -2.0]

@@ -1,5 +1,6 @@
-"""%tfserve without a kernel (an InteractiveShell and a fake display), and the Server's notebook API:
-status shape, _repr_html_, logs, the registry that makes a re-run start cell replace its server."""
+"""%tfserve without a kernel (an InteractiveShell and a fake display), and the Server's notebook
+API: status shape, _repr_html_, logs, the registry that makes a re-run start cell replace its
+server."""
 
 from __future__ import annotations
 

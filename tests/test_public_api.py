@@ -5,8 +5,8 @@ import nbserve
 
 def test_public_names():
     assert set(nbserve.__all__) == {
-        "Server", "ServerOptions", "ModelConfig", "VersionPolicy", "BatchingOptions", "ServingError",
-        "StatusCode",
+        "Server", "ServerOptions", "ModelConfig", "VersionPolicy", "BatchingOptions",
+        "ServingError", "StatusCode",
         "ModelStatus", "VersionStatus", "SignatureInfo", "TensorSpec", "VersionTraffic",
         "Comparison", "StateChange",
         "serve", "export", "__version__"}

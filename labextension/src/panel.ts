@@ -181,7 +181,7 @@ export class ModelServersPanel extends Widget {
       const reply = await fetchServers(this._settings);
       this._render(reply);
     } catch (error) {
-      this._status.textContent = `error: ${error}`;
+      this._status.textContent = `error: ${String(error)}`;
       this._status.classList.add('nbserve-panel-status-error');
     } finally {
       this._inFlight = false;

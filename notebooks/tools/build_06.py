@@ -114,7 +114,9 @@ print(subprocess.run(["bash", "-c", curl], capture_output=True, text=True, check
 
 code("""grpc_code = srv.example_request("export", "grpc", "python")
 print(grpc_code.replace(srv.grpc_target, "127.0.0.1:PORT"))
-exec(grpc_code)
+namespace: dict = {}
+exec(grpc_code, namespace)
+response = namespace["response"]
 assert response.outputs["score"].float_val == [4.0]""")
 
 md("""A wrong request gets TF Serving's exact error on the wire; in the notebook, `srv.predict`

@@ -1,4 +1,5 @@
-"""REST JSON for Classify/Regress: golden cases from spec §1.7 (and TF Serving's json_tensor_test)."""
+"""REST JSON for Classify/Regress: golden cases from spec §1.7 (and TF Serving's
+json_tensor_test)."""
 
 from __future__ import annotations
 
@@ -94,22 +95,26 @@ def test_feature_values_follow_the_json_token(example_pb2):
 
 DOC_ERRORS = [
     ('{"signature_name": ["hello"], "examples": [{"names": ["foo"]}]}',
-     'JSON Value: {\n    "signature_name": [\n        "hello"\n    ],\n    "examples": [\n        {\n'
-     '            "names": [\n                "foo"\n            ]\n        }\n    ]\n} not formatted '
+     'JSON Value: {\n    "signature_name": [\n        "hello"\n    ],\n    "examples": [\n'
+     '        {\n            "names": [\n                "foo"\n            ]\n        }\n    ]\n'
+     '} not formatted '
      "correctly. 'signature_name' key must be a string value."),
     ('[1]', "JSON Value: [\n    1\n] Is not object"),
     ('{"context": [{"names": ["foo", "bar"]}]}', "Example must be JSON object but got JSON Array"),
     ('{"examples": {"names": ["foo", "bar"]}}',
      'JSON Value: {\n    "examples": {\n        "names": [\n            "foo",\n            "bar"\n'
      "        ]\n    }\n} Expecting 'examples' value to be an list/array"),
-    ('{"examples": [[{"names": ["foo", "bar"]}]]}', "Example must be JSON object but got JSON Array"),
+    ('{"examples": [[{"names": ["foo", "bar"]}]]}',
+     "Example must be JSON object but got JSON Array"),
     ('{"examples": [1]}', "Example must be JSON object but got JSON Number"),
     ('{"foo": 1}', 'JSON Value: {\n    "foo": 1\n} When method is classify, key \'examples\' is '
                    "expected and was not found"),
-    ('{"examples": []}', 'JSON Value: {\n    "examples": []\n} \'examples\' value is an empty array'),
+    ('{"examples": []}',
+     'JSON Value: {\n    "examples": []\n} \'examples\' value is an empty array'),
     ('{"examples": [{"names": [10, null]}]}',
      "Feature: names has element with unexpected JSON type: Null"),
-    ('{"examples": [{"names": null}]}', "Feature: names has element with unexpected JSON type: Null"),
+    ('{"examples": [{"names": null}]}',
+     "Feature: names has element with unexpected JSON type: Null"),
     ('{"examples": [{"names": [10, 10.0]}]}',
      "Unexpected element type in feature: names expecting type: int64"),
     ('{"examples": [{"names": [1.5, "a"]}]}',
@@ -127,7 +132,8 @@ DOC_ERRORS = [
     ('{"examples": [{"names": [20, 18446744073709551603]}]}',
      "Feature: names has uint64_t element. Only int64_t is supported."),
     ('{"examples": [{"img": {"b64": "a"}}]}', "Unable to base64 decode"),
-    ('{"context": {"x": null}, "foo": 1}', "Feature: x has element with unexpected JSON type: Null"),
+    ('{"context": {"x": null}, "foo": 1}',
+     "Feature: x has element with unexpected JSON type: Null"),
 ]
 
 
@@ -168,7 +174,8 @@ def test_regression_results():
 @pytest.mark.parametrize("call,message", [
     (lambda: encode_classify_results(None, np.zeros((0, 2), np.float32)),
      "Cannot convert empty ClassificationResults to JSON"),
-    (lambda: encode_classify_results(None, None), "Cannot convert empty ClassificationResults to JSON"),
+    (lambda: encode_classify_results(None, None),
+     "Cannot convert empty ClassificationResults to JSON"),
     (lambda: encode_regress_results(np.zeros(0, np.float32)),
      "Cannot convert empty RegressionResults to JSON"),
 ])

@@ -1,4 +1,5 @@
-"""REST JSON for Predict: golden cases from spec §1.3, §1.6, §1.8 (and TF Serving's json_tensor_test)."""
+"""REST JSON for Predict: golden cases from spec §1.3, §1.6, §1.8 (and TF Serving's
+json_tensor_test)."""
 
 from __future__ import annotations
 
@@ -182,7 +183,8 @@ PARSE_ERRORS = [
     (b"[-]", "JSON Parse error: Invalid value. at offset: 2"),
     (b"[1.]", "JSON Parse error: Miss fraction part in number. at offset: 3"),
     (b"[1e+]", "JSON Parse error: Miss exponent in number. at offset: 4"),
-    (b'["\\u12g4"]', "JSON Parse error: Incorrect hex digit after \\u escape in string. at offset: 2"),
+    (b'["\\u12g4"]',
+     "JSON Parse error: Incorrect hex digit after \\u escape in string. at offset: 2"),
     (b'["\\ud800"]', "JSON Parse error: The surrogate pair in string is invalid. at offset: 2"),
     (b'["\\udc00"]', "JSON Parse error: The surrogate pair in string is invalid. at offset: 2"),
     (b'["\\x"]', "JSON Parse error: Invalid escape character in string. at offset: 2"),
@@ -225,8 +227,9 @@ def test_fast_and_exact_parsers_agree_with_python_json(value):
     ({"a": {}, "b": [], "c": None, "d": True, "e": "x\"\n\x01"},
      '{\n    "a": {},\n    "b": [],\n    "c": null,\n    "d": true,\n    "e": "x\\"\\n\\u0001"\n}'),
     (0.1, "0.1"), (2.0, "2.0"), (5, "5"), (1e39, "1e+39"), (math.nan, "NaN"),
-    (-math.inf, "-Infinity"), ("a", '"a"'), ([1e21, 1e-7, 0.001, 1e20],
-                                             "[\n    1e21,\n    1e-7,\n    0.001,\n    100000000000000000000.0\n]"),
+    (-math.inf, "-Infinity"), ("a", '"a"'),
+    ([1e21, 1e-7, 0.001, 1e20],
+     "[\n    1e21,\n    1e-7,\n    0.001,\n    100000000000000000000.0\n]"),
     ([1.0, math.nan, 2.0], "[\n    1.0,\n    "),  # rapidjson's writer stops at a nested NaN
     (2 ** 64, "1.84467441e+19"),  # beyond uint64: a double
 ])
@@ -240,15 +243,18 @@ BODY_ERRORS = [
     (b"[1]", "JSON Value: [\n    1\n] Is not object"),
     (b"1.5", "JSON Value: 1.5 Is not object"),
     (b'{"signature_name": 5, "instances": [1]}',
-     'JSON Value: {\n    "signature_name": 5,\n    "instances": [\n        1\n    ]\n} not formatted '
+     'JSON Value: {\n    "signature_name": 5,\n    "instances": [\n        1\n    ]\n} '
+     'not formatted '
      "correctly. 'signature_name' key must be a string value."),
     (b'{"instances": [1], "inputs": [1]}',
-     'JSON Value: {\n    "instances": [\n        1\n    ],\n    "inputs": [\n        1\n    ]\n} Not '
+     'JSON Value: {\n    "instances": [\n        1\n    ],\n    "inputs": [\n        1\n    ]\n'
+     '} Not '
      "formatted correctly expecting only one of 'inputs' or 'instances' keys to exist "),
     (b'{"foo": 1}', "Missing 'inputs' or 'instances' key"),
     (b'{"instances": 1}', 'JSON Value: {\n    "instances": 1\n} Expecting \'instances\' to be an '
                           "list/array"),
-    (b'{"instances": []}', 'JSON Value: {\n    "instances": []\n} No values in \'instances\' array'),
+    (b'{"instances": []}',
+     'JSON Value: {\n    "instances": []\n} No values in \'instances\' array'),
 ]
 
 
@@ -289,7 +295,8 @@ def test_row_mixed_numbers_for_float_and_double():
 
 
 def test_float_narrowing():
-    x = predict('{"instances": [1435774380, 1e39, -1e39, 1e-50, NaN]}', signature(x="DT_FLOAT"))["x"]
+    x = predict('{"instances": [1435774380, 1e39, -1e39, 1e-50, NaN]}',
+                signature(x="DT_FLOAT"))["x"]
     assert x[0] == F32(1435774336.0)
     assert x[1] == np.inf and x[2] == -np.inf and x[3] == 0 and np.isnan(x[4])
 
@@ -297,7 +304,8 @@ def test_float_narrowing():
 def test_integers_reach_float_through_double_as_in_rapidjson():
     """(float)(double)i, not (float)i: 2^60 + 2^36 + 1 rounds to the float32 2^60."""
     value = 2 ** 60 + 2 ** 36 + 1
-    assert predict('{"instances": [%d, 1]}' % value, signature(x="DT_FLOAT"))["x"][0] == F32(2 ** 60)
+    body = f'{{"instances": [{value}, 1]}}'
+    assert predict(body, signature(x="DT_FLOAT"))["x"][0] == F32(2 ** 60)
     dtype = jt._make_dtype("DT_FLOAT")
     values, _ = jt._decode_exact([value], dtype)
     assert dtype.stack(values)[0] == F32(2 ** 60)
@@ -324,7 +332,8 @@ def test_row_multiple_named_tensors():
          "float_tensor": [1.0, NaN], "dbl_tensor": [NaN]},
         {"int_tensor": [[7,8],[9,0],[1,2]], "str_tensor": ["baz", "bat"],
          "float_tensor": [2.0, Infinity], "dbl_tensor": [2.0]}]}""", sig)
-    assert out["int_tensor"].shape == (2, 3, 2) and out["int_tensor"][1].tolist() == [[7, 8], [9, 0], [1, 2]]
+    assert out["int_tensor"].shape == (2, 3, 2)
+    assert out["int_tensor"][1].tolist() == [[7, 8], [9, 0], [1, 2]]
     assert out["str_tensor"].tolist() == [[b"foo", b"bar"], [b"baz", b"bat"]]
     assert out["float_tensor"].dtype == np.float32 and out["float_tensor"][1, 1] == np.inf
     assert out["dbl_tensor"].shape == (2, 1) and np.isnan(out["dbl_tensor"][0, 0])
@@ -332,7 +341,8 @@ def test_row_multiple_named_tensors():
 
 def test_columnar_formats():
     sig = signature(int_tensor="DT_INT32")
-    for body in ('{"inputs": {"int_tensor": [[[1,2],[3,4],[5,6]]]}}', '{"inputs": [[[1,2],[3,4],[5,6]]]}'):
+    for body in ('{"inputs": {"int_tensor": [[[1,2],[3,4],[5,6]]]}}',
+                 '{"inputs": [[[1,2],[3,4],[5,6]]]}'):
         assert predict(body, sig)["int_tensor"].shape == (1, 3, 2)
     multi = signature(int_tensor="DT_INT32", str_tensor="DT_STRING", bin_tensor="DT_STRING")
     out = predict('{"inputs": {"int_tensor": [1, 2], "str_tensor": ["foo", "bar"], '
@@ -360,7 +370,7 @@ def test_shapes_in_the_signature_are_not_checked():
     ("DT_BOOL", "[true, false]", [True, False]),
 ])
 def test_integer_and_bool_dtypes(dtype, body, expected):
-    x = predict('{"instances": %s}' % body, signature(x=dtype))["x"]
+    x = predict(f'{{"instances": {body}}}', signature(x=dtype))["x"]
     assert x.dtype == jt._make_dtype(dtype).numpy and x.tolist() == expected
 
 
@@ -434,8 +444,8 @@ DECODE_ERRORS = [
      "Failed to process element: 0 key: z of 'instances' list. Error: INVALID_ARGUMENT: JSON "
      "object: does not have named input: z"),
     ({"x": "DT_INT32", "y": "DT_INT32"}, '{"instances": [{"x": 1}]}', StatusCode.INVALID_ARGUMENT,
-     "Failed to process element: 0 of 'instances' list. JSON object: {\n    \"x\": 1\n} keys must be "
-     "equal to: x,y"),
+     "Failed to process element: 0 of 'instances' list. JSON object: {\n    \"x\": 1\n} "
+     "keys must be equal to: x,y"),
     ({"x": "DT_INT32", "y": "DT_STRING"},
      '{"instances": [{"x": [[1,2],[3,4]], "y": ["a"]}, {"x": [[[1,2],[3,4]]], "y": ["b"]}]}',
      StatusCode.INVALID_ARGUMENT,
@@ -444,8 +454,8 @@ DECODE_ERRORS = [
     ({"x": "DT_INT32", "y": "DT_STRING"},
      '{"instances": [{"x": [1, 2], "y": ["a"]}, {"x": [1, 2], "y": [1]}]}',
      StatusCode.INVALID_ARGUMENT,
-     "Failed to process element: 1 key: y of 'instances' list. Error: INVALID_ARGUMENT: JSON Value: "
-     "1 Type: Number is not of expected type: string"),
+     "Failed to process element: 1 key: y of 'instances' list. Error: INVALID_ARGUMENT: JSON "
+     "Value: 1 Type: Number is not of expected type: string"),
 ]
 
 
@@ -541,7 +551,8 @@ def test_encode_bytes_and_strings():
 
 def test_encode_multiple_named_tensors():
     outputs = {
-        "int_tensor": np.array([[[1, 2], [3, 4], [5, 6]], [[7, 8], [9, 0], [1, 2]]], dtype=np.int32),
+        "int_tensor": np.array([[[1, 2], [3, 4], [5, 6]], [[7, 8], [9, 0], [1, 2]]],
+                               dtype=np.int32),
         "str_tensor": np.array([[b"foo", b"bar"], [b"baz", b"bat"]], dtype=object),
         "float_tensor": np.array([[1.0], [2.0]], dtype=np.float32),
         "double_scalar_tensor": np.array([8.0, 9.0]),
@@ -551,15 +562,16 @@ def test_encode_multiple_named_tensors():
     row = loads(encode_predict_response(outputs, "row"))
     assert row["predictions"][1] == {
         "double_scalar_tensor": 9.0, "float_tensor": [2.0], "int_tensor": [[7, 8], [9, 0], [1, 2]],
-        "str_tensor": ["baz", "bat"], "str_tensor_bytes": [{"b64": "dGY="}, {"b64": "c2VydmluZw=="}],
-        "flag": False}
+        "str_tensor": ["baz", "bat"],
+        "str_tensor_bytes": [{"b64": "dGY="}, {"b64": "c2VydmluZw=="}], "flag": False}
     columnar = loads(encode_predict_response(outputs, "columnar"))["outputs"]
     assert columnar["double_scalar_tensor"] == [8.0, 9.0]
     assert columnar["int_tensor"] == outputs["int_tensor"].tolist()
 
 
 def test_encode_zero_batch_and_empty_dims():
-    assert encode_predict_response({"a": np.zeros((0, 2), np.int32)}, "row") == b'{"predictions":[]}'
+    assert encode_predict_response({"a": np.zeros((0, 2), np.int32)}, "row") == \
+        b'{"predictions":[]}'
     assert encode_predict_response({"a": np.zeros((0, 1, 2), object),
                                     "b": np.zeros((0, 3, 4), np.float32)}, "row") == \
         b'{"predictions":[]}'
@@ -576,7 +588,8 @@ def test_encode_zero_batch_and_empty_dims():
      "Failed to write JSON value for tensor type: half"),
     ({"tensor": np.array([1, 2], dtype=np.uint16)}, "row",
      "Failed to write JSON value for tensor type: uint16"),
-    ({"tensor": np.array(1, dtype=np.int32)}, "row", "Tensor name: tensor has no shape information "),
+    ({"tensor": np.array(1, dtype=np.int32)}, "row",
+     "Tensor name: tensor has no shape information "),
     ({"int_tensor": np.zeros((2, 3), np.int32), "str_tensor": np.zeros((1, 3), object)}, "row",
      "Tensor name: str_tensor has inconsistent batch size: 1 expecting: 2"),
     ({"int_tensor": np.zeros((0, 2), np.int32), "str_tensor": np.zeros((1, 2), object)}, "row",

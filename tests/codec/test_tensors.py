@@ -55,7 +55,8 @@ def same(a: np.ndarray, b: np.ndarray) -> bool:
 
 
 def tf_parse(proto: tensor_pb2.TensorProto):
-    """TF's C++ ``Tensor::FromProto`` (through ParseTensor): an ndarray, or None if TF rejects it."""
+    """TF's C++ ``Tensor::FromProto`` (through ParseTensor): an ndarray, or None if TF rejects
+    it."""
     try:
         tensor = tf.io.parse_tensor(proto.SerializeToString(), tf.as_dtype(proto.dtype))
     except tf.errors.InvalidArgumentError:
@@ -84,7 +85,7 @@ def parse_error(p, **kwargs) -> ServingError:
     return info.value
 
 
-# --- dtype table ------------------------------------------------------------------------------------
+# --- dtype table ----------------------------------------------------------------------------------
 
 
 def test_supported_dtypes_cover_the_signature_table_with_the_same_enum_numbers():
@@ -132,7 +133,7 @@ def test_numpy_dtypes_a_tensor_cannot_hold_are_invalid_argument():
         assert info.value.code == StatusCode.INVALID_ARGUMENT
 
 
-# --- round trips and TF as the oracle ---------------------------------------------------------------
+# --- round trips and TF as the oracle -------------------------------------------------------------
 
 
 @pytest.mark.parametrize("use_tensor_content", [True, False])
@@ -239,7 +240,7 @@ def test_empty_string_tensor_round_trips():
     assert out.shape == (0, 3) and out.dtype == object
 
 
-# --- TF's FromProto value rules ---------------------------------------------------------------------
+# --- TF's FromProto value rules -------------------------------------------------------------------
 
 FILL_CASES = {
     "single value fills the shape": proto("DT_FLOAT", (2, 3), float_val=[7.5]),
@@ -278,7 +279,7 @@ def test_value_rules_match_tensorflows_from_proto(p):
     assert same(from_tensor_proto(p), expected)
 
 
-# --- malformed protos -------------------------------------------------------------------------------
+# --- malformed protos -----------------------------------------------------------------------------
 
 MALFORMED = {
     "DT_INVALID": tensor_pb2.TensorProto(dtype=0, float_val=[1.0]),
@@ -335,7 +336,7 @@ def test_arrays_above_the_size_bound_are_rejected_before_allocation():
     assert from_tensor_proto(small, max_bytes=800).shape == (100,)
 
 
-# --- expected dtype ---------------------------------------------------------------------------------
+# --- expected dtype -------------------------------------------------------------------------------
 
 
 def test_expected_dtype_mismatch_uses_tfs_run_time_message():
@@ -359,7 +360,7 @@ def test_parse_errors_win_over_dtype_mismatch():
     assert err.message == "tensor parsing error: a"
 
 
-# --- properties -------------------------------------------------------------------------------------
+# --- properties -----------------------------------------------------------------------------------
 
 ROUND_TRIP_DTYPES = [np.dtype(d) for d in NUMERIC if d is not ml_dtypes.bfloat16]
 
@@ -386,7 +387,7 @@ def test_property_round_trip(array, use_tensor_content):
     assert same(from_tensor_proto(tensor_pb2.TensorProto.FromString(p.SerializeToString())), array)
 
 
-DTYPE_NUMBERS = sorted(tensors._BY_NUMBER) + [0, 11, 20, 101, 999, -3]
+DTYPE_NUMBERS = [*sorted(tensors._BY_NUMBER), 0, 11, 20, 101, 999, -3]
 FIELD_VALUES = {
     "float_val": st.floats(width=32),
     "double_val": st.floats(),
@@ -405,7 +406,8 @@ FIELD_VALUES = {
 @st.composite
 def garbage_protos(draw):
     p = tensor_pb2.TensorProto(dtype=draw(st.sampled_from(DTYPE_NUMBERS)))
-    for size in draw(st.lists(st.integers(-2, 4) | st.sampled_from([2**31, 2**40, 2**62]), max_size=4)):
+    sizes = st.integers(-2, 4) | st.sampled_from([2**31, 2**40, 2**62])
+    for size in draw(st.lists(sizes, max_size=4)):
         p.tensor_shape.dim.add(size=size)
     p.tensor_shape.unknown_rank = draw(st.booleans())
     for field in draw(st.sets(st.sampled_from(sorted(FIELD_VALUES)), max_size=2)):

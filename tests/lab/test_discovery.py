@@ -62,7 +62,8 @@ def dead_pid() -> int:
 
 def test_records_of_dead_processes_are_ignored_and_removed(runtime_dir):
     stale = write_record(runtime_dir, dead_pid())
-    live = write_record(runtime_dir, os.getpid(), process_start=discovery.process_start(os.getpid()))
+    live = write_record(runtime_dir, os.getpid(),
+                        process_start=discovery.process_start(os.getpid()))
     assert [r["id"] for r in discovery.list_servers(clean=False)] == [live.stem]
     assert stale.exists()  # clean=False leaves it
     assert [r["id"] for r in discovery.list_servers()] == [live.stem]

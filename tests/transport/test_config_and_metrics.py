@@ -46,13 +46,15 @@ def test_config_file_poll_drops_a_model_without_failing_others(start_server, tfs
     dropped = False
     while time.time() < deadline and not dropped:
         for name in ("half_plus_two", "two"):
-            reply = call(srv.rest_port, "POST", f"/v1/models/{name}:predict", '{"instances": [2.0]}')
+            reply = call(srv.rest_port, "POST", f"/v1/models/{name}:predict",
+                         '{"instances": [2.0]}')
             failures += reply.status != 200
         states = call(srv.rest_port, "GET", "/v1/models/half_plus_three").json()
         dropped = states["model_version_status"][0]["state"] == "END"
     assert dropped
     assert failures == 0
-    reply = call(srv.rest_port, "POST", "/v1/models/half_plus_three:predict", '{"instances": [2.0]}')
+    reply = call(srv.rest_port, "POST", "/v1/models/half_plus_three:predict",
+                 '{"instances": [2.0]}')
     assert reply.status == 404
     # a garbage config on reload: reported, and the running config stays
     path.write_text("model_config_list { config { name: ")
@@ -66,7 +68,8 @@ def test_config_file_poll_drops_a_model_without_failing_others(start_server, tfs
 
 def test_prometheus_counts_rest_predict(start_server, tfs_testdata, tmp_path):
     monitoring = tmp_path / "monitoring.config"
-    monitoring.write_text('prometheus_config { enable: true path: "/monitoring/prometheus/metrics" }')
+    monitoring.write_text(
+        'prometheus_config { enable: true path: "/monitoring/prometheus/metrics" }')
     srv = start_server(config_models(tfs_testdata)[:1], monitoring_config_file=str(monitoring))
     srv.wait_until_available("half_plus_two")
     for _ in range(3):
@@ -80,7 +83,8 @@ def test_prometheus_counts_rest_predict(start_server, tfs_testdata, tmp_path):
     assert ':tensorflow:serving:request_count{model_name="half_plus_two",status="OK"} 3' in text
     assert ':tensorflow:serving:request_count{model_name="nope",status="NOT_FOUND"} 1' in text
     assert ':tensorflow:serving:request_latency_bucket{' in text
-    assert ':tensorflow:serving:model_version_state{model_name="half_plus_two",version="123"} 30' in text
+    assert (':tensorflow:serving:model_version_state{model_name="half_plus_two",version="123"} 30'
+            in text)
     reply = call(srv.rest_port, "GET", "/monitoring/prometheus/metrics?x=1")
     assert reply.status == 400
     assert reply.body == (b"Unexpected path: /monitoring/prometheus/metrics?x=1. "

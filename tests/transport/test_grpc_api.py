@@ -167,7 +167,8 @@ def test_errors_in_tf_serving_words(stub, model_stub):
     request = predict_request()
     request.inputs["x"].CopyFrom(tf.make_tensor_proto(["a"]))
     code, message = rpc_error(stub.Predict, request)
-    assert code == grpc.StatusCode.INVALID_ARGUMENT and "to be float but string is provided" in message
+    assert code == grpc.StatusCode.INVALID_ARGUMENT
+    assert "to be float but string is provided" in message
     request = predict_request()
     request.inputs["x"].dtype = 1  # DT_FLOAT
     request.inputs["x"].tensor_shape.dim.add().size = 4

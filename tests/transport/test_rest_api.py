@@ -11,6 +11,7 @@ import time
 
 import pytest
 
+from nbserve.errors import ServingError
 from nbserve.options import ModelConfig, VersionPolicy
 from tests.transport.rest_client import call
 
@@ -76,7 +77,8 @@ def test_predict_versions_and_labels(server):
     assert post(server, "/v1/models/two/labels/canary:predict",
                 '{"instances": [2.0]}').json() == {"predictions": [3.0]}
     reply = post(server, "/v1/models/two/labels/nope:predict", '{"instances": [2.0]}')
-    assert (reply.status, reply.json()) == (400, {"error": "Unrecognized servable version label: nope"})
+    assert (reply.status, reply.json()) == (
+        400, {"error": "Unrecognized servable version label: nope"})
     reply = post(server, "/v1/models/two/labels/gone:predict", '{"instances": [2.0]}')
     assert (reply.status, reply.json()) == (
         404, {"error": "Servable not found for request: Specific(two, 999)"})
@@ -120,7 +122,8 @@ def test_status_and_metadata_match_golden(server, tfs_testdata):
     assert reply.status == 200
     assert reply.json() == golden
     assert get(server, "/v1/models/default/versions/123/metadata").json() == golden
-    golden2 = json.loads((tfs_testdata / "saved_model_half_plus_two_2_versions_metadata.json").read_text())
+    golden2 = json.loads(
+        (tfs_testdata / "saved_model_half_plus_two_2_versions_metadata.json").read_text())
     reply = get(server, "/v1/models/two/labels/stable/metadata").json()
     assert reply["metadata"] == golden2["metadata"]
     assert reply["model_spec"]["version"] == "123"
@@ -134,7 +137,8 @@ def test_status_of_all_versions_descending(server):
 
 @pytest.mark.parametrize("method,path,body,status,error", [
     ("GET", "/v1/models/nope", None, 404, "Could not find any versions of model nope"),
-    ("GET", "/v1/models/default/versions/9", None, 404, "Could not find version 9 of model default"),
+    ("GET", "/v1/models/default/versions/9", None, 404,
+     "Could not find version 9 of model default"),
     ("GET", "/v1/models/nope/metadata", None, 404, "Servable not found for request: Latest(nope)"),
     ("GET", "/v1/models/default/versions/9/metadata", None, 404,
      "Servable not found for request: Specific(default, 9)"),
@@ -144,7 +148,8 @@ def test_status_of_all_versions_descending(server):
      "Servable not found for request: Latest(nope)"),
     ("POST", "/v1/models/nope:predict", "", 400, "JSON Parse error: The document is empty"),
     ("POST", "/v1/models/default:predict", '{"instances": [1.0], "inputs": [1.0]}', 400, None),
-    ("POST", "/v1/models/default:predict", '{"foo": 1}', 400, "Missing 'inputs' or 'instances' key"),
+    ("POST", "/v1/models/default:predict", '{"foo": 1}', 400,
+     "Missing 'inputs' or 'instances' key"),
     ("POST", "/v1/models/default:predict", '{"instances": ["a"]}', 400, None),
     # TF Serving's REST handler looks the signature up itself (gRPC: FAILED_PRECONDITION
     # 'Serving signature key "nope" not found.'), after the model and before the body's keys
@@ -163,7 +168,8 @@ def test_status_of_all_versions_descending(server):
      "Failed to convert version: 18446744073709551615 to numeric."),
     ("PUT", "/v1/models/default", None, 400, "Malformed request: PUT /v1/models/default"),
     ("GET", "/v1/foo", None, 400, "Malformed request: GET /v1/foo"),
-    ("POST", "/v1/models/counter:predict", '{"signature_name": "get_counter", "instances": [1]}', 400,
+    ("POST", "/v1/models/counter:predict",
+     '{"signature_name": "get_counter", "instances": [1]}', 400,
      "Failed to get input map for signature: get_counter"),
 ])
 def test_errors_in_tf_serving_words(server, method, path, body, status, error):
@@ -227,7 +233,7 @@ def test_failed_load_shows_end_and_server_stays_up(start_server, tfs_testdata):
         ModelConfig("good", str(tfs_testdata / "saved_model_half_plus_two_cpu")),
     ], incomplete_version_grace_seconds=0.2)
     srv.wait_until_available("good")
-    with pytest.raises(Exception):
+    with pytest.raises(ServingError):  # the load error: the version ended in END with it
         srv.wait_until_available("bad", timeout=30)
     entry = call(srv.rest_port, "GET", "/v1/models/bad").json()["model_version_status"][0]
     assert entry["state"] == "END"

@@ -19,7 +19,8 @@ from nbserve.transport.rest_urls import RestRoute, parse_route
     ("POST", "/v1/models/m/versions/00123:classify", RestRoute("classify", "m", 123)),
     ("POST", "/v1/models/m/labels/canary:regress", RestRoute("regress", "m", None, "canary")),
     ("POST", "/V1/Models/m:predict", RestRoute("predict", "m")),
-    ("POST", "/v1/models/modelname%21%23%24%25%26%27%28%29%2A%2B%2C%2F%3A%3B%3D%3F%40%5B%5D:predict",
+    ("POST",
+     "/v1/models/modelname%21%23%24%25%26%27%28%29%2A%2B%2C%2F%3A%3B%3D%3F%40%5B%5D:predict",
      RestRoute("predict", "modelname!#$%&'()*+,/:;=?@[]")),
 ])
 def test_valid_routes(method, path, expected):
