@@ -96,10 +96,10 @@ def install(capacity: int = DEFAULT_CAPACITY, level: int = logging.INFO,
     global _handler, _divert
     with _install_lock:
         logger = logging.getLogger(LOGGER_NAME)
-        if _handler is None:
+        if _handler is None:  # native_capture() may have made the buffer already
             _handler = RingBufferHandler(capacity)
+        if _divert is None:
             _divert = _DivertBackgroundRecords(_handler)
-        assert _divert is not None
         for name in _FOREIGN_LOGGERS:
             foreign = logging.getLogger(name)
             if _divert not in foreign.filters:

@@ -239,10 +239,16 @@ class TFServeMagics(Magics):
         return ServerPanel()
 
     def _profile(self, args: argparse.Namespace) -> None:
-        from nbserve.profiling import profile_command
+        from nbserve.server import Server
 
+        if args.duration_ms <= 0:
+            raise UsageError("%tfserve profile: duration_ms must be greater than zero")
+        servers = Server.running_servers()
+        if not servers:
+            raise UsageError("%tfserve profile: no server is running; start one with "
+                             "%tfserve start PATH")
         try:
-            print(profile_command(args.logdir, args.duration_ms))
+            print(servers[-1].profile(args.logdir, args.duration_ms))
         except Exception as exc:  # noqa: BLE001 - a one-line error, the kernel lives on
             raise UsageError(f"%tfserve profile: {_one_line(exc)}") from None
 

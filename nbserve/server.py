@@ -393,6 +393,14 @@ class Server:
         "unix:" + path)``), or None without ``grpc_socket_path``."""
         return self._grpc_socket.path if self._grpc_socket is not None else None
 
+    def profile(self, logdir: str = "./logs", duration_ms: int = 2000) -> str:
+        """Record this server's TensorFlow work for ``duration_ms`` (send it requests meanwhile:
+        the call blocks) into ``logdir`` for TensorBoard's Profile tab; returns where the trace
+        is and how to open it. ``%tfserve profile`` calls this on the kernel's newest server."""
+        from nbserve.profiling import profile_command
+
+        return profile_command(logdir, duration_ms)
+
     # -- wire view -----------------------------------------------------------------------------
     def status(self, name: str | None = None) -> dict[str, list[dict[str, Any]]]:
         """Model name -> its versions' status entries (version descending), as REST reports them,
