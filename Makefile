@@ -56,6 +56,7 @@ $(BENCH_VENVS)/%/.installed:
 	touch $@
 
 bench: $(STAMP) $(BENCH_VENVS)/kserve/.installed $(BENCH_VENVS)/mlserver/.installed
+	command -v wrk >/dev/null || (DEBIAN_FRONTEND=noninteractive apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk nghttp2-client >/dev/null)
 	$(PY) -c "import orjson, matplotlib" 2>/dev/null || $(PY) -m pip install --quiet orjson matplotlib py-spy
 	TF_CPP_MIN_LOG_LEVEL=3 $(PY) -m bench.run
 
