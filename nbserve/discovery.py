@@ -85,9 +85,10 @@ def pid_alive(pid: int, start: int | None = None) -> bool:
 
 
 def _kernel_id() -> str | None:
-    """The id of the Jupyter kernel this process is, from its connection file name."""
+    """The id of the Jupyter kernel this process is, from its connection file name (an isolated
+    server's child gets its kernel's id in ``$NBSERVE_KERNEL_ID``)."""
     if "ipykernel" not in sys.modules:
-        return None
+        return os.environ.get("NBSERVE_KERNEL_ID") or None
     try:
         from ipykernel.kernelapp import IPKernelApp
 
@@ -120,6 +121,9 @@ def record_for(server: Any, record_id: str) -> dict[str, Any]:
         "models": models,
         "kernel_id": _kernel_id(),
         "source": str(getattr(server, "source", "") or ""),
+        # the sidebar's status fetch needs it (the record is the user's own 0600 file); the
+        # lab API never passes it on to the browser
+        "auth_token": server.options.auth_token or None,
     }
 
 

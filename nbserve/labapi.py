@@ -58,9 +58,11 @@ async def live_status(record: dict[str, Any]) -> dict[str, Any]:
     rest_url = record.get("rest_url")
     if not rest_url:
         return {"reachable": False, "error": "REST is off for this server", "live_models": []}
+    token = record.get("auth_token")
+    headers = {"Authorization": f"Bearer {token}"} if token else None
     try:
         response = await AsyncHTTPClient().fetch(
-            rest_url.rstrip("/") + "/v1/models", raise_error=False,
+            rest_url.rstrip("/") + "/v1/models", raise_error=False, headers=headers,
             connect_timeout=CONNECT_TIMEOUT_S, request_timeout=REQUEST_TIMEOUT_S)
     except Exception as exc:  # noqa: BLE001 - reported in the reply
         return {"reachable": False, "error": str(exc) or type(exc).__name__, "live_models": []}
@@ -120,7 +122,9 @@ async def servers_reply(base_url: str, directory: str | None = None,
         port = (record.get("ports") or {}).get("rest")
         proxy_path = url_path_join(base_url, "proxy", str(port)) + "/" if proxy and port else None
         status = {**status, "live_models": with_looks(status["live_models"])}
-        servers.append({**record, **status, "proxy_path": proxy_path,
+        public = {k: v for k, v in record.items() if k != "auth_token"}  # never to the browser
+        servers.append({**public, **status, "proxy_path": proxy_path, "auth": bool(
+                            record.get("auth_token")),
                         **place(record, kernels or set(), notebooks or {})})
     servers.sort(key=lambda s: s["group"] != "notebook")  # stable: oldest first in each group
     return {"servers": servers, "proxy_available": proxy, "base_url": base_url}

@@ -43,6 +43,33 @@ def test_lists_a_running_server_with_its_live_status(lab, fake_server, monkeypat
     assert code == 200 and by_url(reply, server) == []
 
 
+def test_a_server_with_a_token_is_listed_live_and_its_token_stays_out_of_the_reply(
+        lab, tmp_path, monkeypatch):
+    from nbserve.options import ModelConfig, ServerOptions
+    from nbserve.server import Server
+    from nbserve.testing import FakeLoader
+
+    monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(lab.runtime_dir))
+    base = tmp_path / "tok" / "1"
+    base.mkdir(parents=True)
+    (base / "saved_model.pb").write_bytes(b"")
+    token = "s3cret-token-for-the-sidebar"
+    server = Server(ServerOptions(models=(ModelConfig("tok", str(base.parent)),), rest_api_port=0,
+                                  grpc_port=None, auth_token=token),
+                    loader_factory=lambda sid, path: FakeLoader())
+    server.start()
+    try:
+        server.wait_until_available("tok", timeout=20)
+        code, reply = lab.request("nbserve/api/servers")
+        assert code == 200, reply
+        [entry] = by_url(reply, server)
+        assert entry["reachable"] is True and entry["auth"] is True
+        assert [m["name"] for m in entry["live_models"]] == ["tok"]
+        assert token not in json.dumps(reply)
+    finally:
+        server.stop(grace=0)
+
+
 def test_needs_jupyters_auth(lab):
     code, _ = lab.request("nbserve/api/servers", token=False)
     assert code == 403
