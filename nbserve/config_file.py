@@ -28,6 +28,7 @@ from __future__ import annotations
 import errno
 import os
 import re
+import warnings
 from collections.abc import Iterable
 from typing import Any, TypeAlias, TypeVar
 
@@ -350,17 +351,21 @@ def _invalid(message: str) -> ServingError:
 
 
 def _parse_text(text: str, message: MessageT, source: str) -> MessageT:
-    """``text_format.Parse``; its errors become INVALID_ARGUMENT naming source, line and column."""
+    """``text_format.Parse``; its errors become INVALID_ARGUMENT naming source, line and column.
+    An invalid escape in a string (``"\\e"``), which protobuf's Python parser only warns about,
+    is an error here, as in TF Serving's C++ parser."""
     prefix = f"Error parsing text-format {message.DESCRIPTOR.full_name} from {source}"
     try:
-        return text_format.Parse(text, message)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", DeprecationWarning)
+            return text_format.Parse(text, message)
     except text_format.ParseError as exc:
         detail = _LOCATION.sub("", str(exc))
         line, column = exc.GetLine(), exc.GetColumn()
         where = "" if line is None else (
             f"line {line}: " if column is None else f"line {line}, column {column}: ")
         raise _invalid(f"{prefix}: {where}{detail}") from exc
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, DeprecationWarning) as exc:
         raise _invalid(f"{prefix}: {exc}") from exc
 
 

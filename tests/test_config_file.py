@@ -447,3 +447,11 @@ def test_config_file_does_not_import_tensorflow():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
     assert config_file.DEFAULT_PROMETHEUS_PATH == "/monitoring/prometheus/metrics"
+
+
+def test_an_invalid_escape_in_a_string_is_a_parse_error_not_a_warning():
+    text = 'model_config_list { config { name: "a\\e" base_path: "/m" } }'
+    with pytest.raises(ServingError) as err:
+        parse_model_server_config(text, source="x.config", base_dir="/")
+    assert err.value.code == StatusCode.INVALID_ARGUMENT
+    assert "x.config" in err.value.message and "invalid escape sequence" in err.value.message
