@@ -1,5 +1,7 @@
 """Dynamic batching: TF Serving's shared batch scheduler in front of ``Servable.run``.
 
+(A little over our ~500-line mark: the queue, its merging and its splitting are one scheduler.)
+
 ``BatchScheduler.run`` has ``ServingService``'s ``run_hook`` signature. Concurrent requests to the
 same *batch key* -- servable instance, signature, output filter, and per input alias its dtype
 and the shape of its non-batch dimensions (only the rank with ``pad_variable_length_inputs``) --

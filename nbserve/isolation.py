@@ -1,5 +1,8 @@
 """An isolated server: the model server runs in a child process, driven through the facade.
 
+(A little over our ~500-line mark: both ends of the one parent/child channel live here, so the
+message shapes are defined and read in one place.)
+
 ``nbserve.serve(..., isolate=True)`` and ``%tfserve start PATH --isolate`` return an
 ``IsolatedServer``. It offers the ``Server`` API of the kernel side (``models``, ``status``,
 ``wait_for``, ``subscribe``, ``predict``, ``signature``, ``stop`` ...): each call is forwarded to a

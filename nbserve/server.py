@@ -1,5 +1,10 @@
 """Server: the synchronous, thread-safe facade used by notebooks, the CLI and tests.
 
+(Longer than our ~500-line mark on purpose: it is the notebook layer's one door (DESIGN.md), so
+every facade method is here, each a few lines delegating to the module that does the work:
+``describe``, ``version_choice``, ``traffic``/``observed``, ``teaching``, ``hints``, ``snippets``,
+``registry``, ``config_watch``, ``initial_load``.)
+
 ``Server(options).start()`` starts the lifecycle (manager + source threads), opens gRPC and then
 REST at once on ``nbserve-io``, and returns while the versions are still LOADING;
 ``wait_until_available`` blocks until one is AVAILABLE. With ``open_ports_after_initial_load`` (the

@@ -1,4 +1,7 @@
-"""TensorFlow SavedModel servable: the only module of nbserve that imports TensorFlow.
+"""TensorFlow SavedModel servable: loader and servable for the first kind of servable.
+
+(A little over our ~500-line mark: the TF1 session loader and the callable cache it builds are
+one concept; request validation lives in ``predict_util``, signatures in ``signature``.)
 
 TensorFlow is imported lazily, on the first ``SavedModelLoader.load()``, so importing this module
 (or constructing a loader) is cheap and ``import nbserve`` never pulls TensorFlow in.
