@@ -133,7 +133,8 @@ class Server:
 
         self.batcher = scheduler_for(options, self.core)  # None unless options.enable_batching
         self.service = ObservedService(self.core,
-                                       run_hook=self.batcher.run if self.batcher else None)
+                                       run_hook=self.batcher.run if self.batcher else None,
+                                       hint=self._hint)
         threads = options.rest_api_num_threads or 4 * (os.cpu_count() or 1)
         self._executor = ThreadPoolExecutor(threads, thread_name_prefix="nbserve-predict")
         self._io = IoThread()
@@ -397,6 +398,13 @@ class Server:
         """The absolute unix socket path gRPC also listens on (``grpc.insecure_channel(
         "unix:" + path)``), or None without ``grpc_socket_path``."""
         return self._grpc_socket.path if self._grpc_socket is not None else None
+
+    def _hint(self, name: str) -> str | None:
+        """Why ``name`` waits, when nbserve knows (``GET /v1/models`` and the sidebar show it)."""
+        try:
+            return describe.model_status(self.core, name).hint
+        except (KeyError, OSError):
+            return None
 
     def profile(self, logdir: str = "./logs", duration_ms: int = 2000) -> str:
         """Record this server's TensorFlow work for ``duration_ms`` (send it requests meanwhile:

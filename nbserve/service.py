@@ -108,9 +108,11 @@ class MetadataResult:
 class ServingService:
     """The use cases over one ServerCore. Thread-safe; called from the predict pool."""
 
-    def __init__(self, core: ServerCore, run_hook: RunHook | None = None) -> None:
+    def __init__(self, core: ServerCore, run_hook: RunHook | None = None,
+                 hint: Callable[[str], str | None] | None = None) -> None:
         self.core = core
         self._run_hook = run_hook  # the batcher, when batching is on
+        self._hint = hint  # model name -> why it waits (the facade's diagnosis), for models()
 
     # -- inference ----------------------------------------------------------------------------
     def predict(self, spec: ModelSpec, codec: PredictCodec[R_co],
@@ -181,15 +183,21 @@ class ServingService:
         return self.core.version_states(name, version)
 
     def models(self) -> list[dict[str, Any]]:
-        """nbserve extension: every known model with its versions' states (``GET /v1/models``)."""
+        """nbserve extension: every known model with its versions' states (``GET /v1/models``),
+        and a ``hint`` when the model waits for a known reason (a SavedModel saved straight into
+        the base path, an empty folder...)."""
         out = []
         for name in self.core.known_models():
             states = self.core.monitor.states(name)
-            out.append({
+            entry: dict[str, Any] = {
                 "name": name,
                 "model_version_status": [_with_kind(state_entry(states[v]), states[v])
                                          for v in sorted(states, reverse=True)],
-            })
+            }
+            hint = self._hint(name) if self._hint is not None else None
+            if hint:
+                entry["hint"] = hint
+            out.append(entry)
         return out
 
     def ready(self) -> tuple[bool, list[str]]:

@@ -33,6 +33,8 @@ export interface IVersionStatus {
 export interface IModelStatus {
   name: string;
   model_version_status: IVersionStatus[];
+  /** Why the model waits, when nbserve knows (e.g. a SavedModel saved without a version folder). */
+  hint?: string | null;
   /** The look of a model with no version yet. */
   waiting?: ILook;
 }

@@ -86,6 +86,9 @@ function modelBlock(model: IModelStatus): HTMLElement {
   const block = el('div', 'nbserve-model');
   block.dataset.model = model.name;
   block.appendChild(el('div', 'nbserve-model-name', model.name));
+  if (model.hint) {
+    block.appendChild(el('div', 'nbserve-model-hint', model.hint));
+  }
   const table = el('table', 'nbserve-versions');
   const versions = model.model_version_status || [];
   if (versions.length === 0) {

@@ -70,6 +70,34 @@ def test_a_server_with_a_token_is_listed_live_and_its_token_stays_out_of_the_rep
         server.stop(grace=0)
 
 
+def test_a_waiting_model_carries_its_hint_to_the_sidebar(lab, tmp_path, monkeypatch):
+    from nbserve.options import ModelConfig, ServerOptions
+    from nbserve.server import Server
+    from nbserve.testing import FakeLoader
+
+    monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(lab.runtime_dir))
+    flat = tmp_path / "export"  # model.export("export"): no numeric version folder
+    flat.mkdir()
+    (flat / "saved_model.pb").write_bytes(b"")
+    server = Server(ServerOptions(models=(ModelConfig("export", str(flat)),), rest_api_port=0,
+                                  grpc_port=None), loader_factory=lambda sid, path: FakeLoader())
+    server.start()
+    try:
+        listing = json.loads(subprocess.run(
+            [sys.executable, "-c", "import sys, urllib.request; sys.stdout.write(urllib.request"
+             f".urlopen('{server.rest_url}/v1/models').read().decode())"],
+            capture_output=True, text=True, check=True).stdout)
+        [model] = listing["models"]
+        assert "Did you forget to name your leaf directory as a number" in model["hint"]
+        code, reply = lab.request("nbserve/api/servers")
+        assert code == 200, reply
+        [entry] = by_url(reply, server)
+        [live] = entry["live_models"]
+        assert live["hint"] == model["hint"] and 'nbserve.export(' in live["hint"]
+    finally:
+        server.stop(grace=0)
+
+
 def test_needs_jupyters_auth(lab):
     code, _ = lab.request("nbserve/api/servers", token=False)
     assert code == 403
