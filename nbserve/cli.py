@@ -16,7 +16,7 @@ import logging
 import os
 import signal
 import sys
-import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -270,30 +270,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     return serve_forever(options)
 
 
-class _StopDuringStart(BaseException):
-    """A SIGINT/SIGTERM while ``Server.start()`` still waits for the initial load."""
-
-
 def serve_forever(options: ServerOptions) -> int:
+    """Start, serve until SIGINT/SIGTERM, stop gracefully; the exit code.
+
+    The signal handler only sets flags (``signalled`` here, ``Server.cancel_start()`` there):
+    it never raises into whatever the main thread is doing, so a signal at any moment of the
+    start-up leaves no lock held and no half-started server. A signal during the initial load
+    stops before any port opens (exit 0)."""
+    from nbserve.initial_load import StartCancelled
     from nbserve.server import Server, ServerStartError
 
-    stop = threading.Event()  # Server.start() warns when the bind is not loopback
+    server = Server(options)  # Server.start() warns when the bind is not loopback
+    signalled: list[int] = []
 
-    def stop_starting(*_: Any) -> None:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, lambda *_: stop.set())
-        raise _StopDuringStart  # start() cleans up what it started and re-raises
+    def on_signal(signum: int, _frame: Any) -> None:
+        signalled.append(signum)
+        server.cancel_start()
 
     for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, stop_starting)
-    server = Server(options)
+        signal.signal(sig, on_signal)
     try:
         server.start()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, lambda *_: stop.set())
-    except _StopDuringStart:
+    except StartCancelled:
         log.info("Stopped before the ports opened")
-        server.stop(0)
         return 0
     except (ServerStartError, ServingError) as exc:
         print(f"Failed to start server. Error: {exc}", file=sys.stderr)
@@ -304,8 +303,8 @@ def serve_forever(options: ServerOptions) -> int:
         log.info("Running gRPC ModelServer at %s ...", server.grpc_target)
     if server.grpc_socket_path:
         log.info("Running gRPC ModelServer at unix:%s ...", server.grpc_socket_path)
-    while not stop.wait(0.5):
-        pass
+    while not signalled:
+        time.sleep(0.2)
     log.info("Shutting down: in-flight requests get up to %g s", options.shutdown_grace_seconds)
     server.stop()
     return 0

@@ -11,7 +11,7 @@ version folder yet keeps the ports closed until one appears, as in TF Serving.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from nbserve.core.events import ManagerState, StateMonitor
 from nbserve.core.server_core import ServerCore
@@ -27,18 +27,26 @@ def unsettled_models(monitor: StateMonitor, names: Sequence[str]) -> list[str]:
             if not any(state.state in SETTLED for state in monitor.states(name).values())]
 
 
-def wait_for_initial_models(core: ServerCore) -> list[str]:
+class StartCancelled(Exception):
+    """``Server.cancel_start()`` was called while the server waited for its initial load."""
+
+
+def wait_for_initial_models(core: ServerCore,
+                            cancelled: Callable[[], bool] = lambda: False) -> list[str]:
     """Block until every model of ``core``'s initial config has settled; return the models that
     have no AVAILABLE version (each of their versions ended in error; the server stays up).
 
-    Waits without a time limit, as TF Serving does; a signal handler that raises interrupts it.
+    Waits without a time limit, as TF Serving does, checking ``cancelled()`` every 0.1 s:
+    StartCancelled once it is true (a signal handler sets a flag; it never raises into the wait).
     """
     names = sorted(core.models())
     pending = unsettled_models(core.monitor, names)
     if pending:
         log.info("Opening the ports once the initial models have loaded; waiting for: %s",
                  ", ".join(pending))
-        core.monitor.wait_until(lambda monitor: not unsettled_models(monitor, names), None)
+        while not core.monitor.wait_until(lambda m: not unsettled_models(m, names), 0.1):
+            if cancelled():
+                raise StartCancelled("Stopped before the ports opened")
     failed = [name for name in names
               if not any(state.state == ManagerState.AVAILABLE
                          for state in core.monitor.states(name).values())]

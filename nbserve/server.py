@@ -150,6 +150,7 @@ class Server:
         self._stopping = threading.Event()
         self._config_watch: ConfigWatcher | None = None
         self._inflight = InflightLimit(options.max_inflight_requests)  # shared by REST and gRPC
+        self._start_cancelled = False  # cancel_start(): a plain flag, safe from signal handlers
         self._grpc_socket: Any = None  # issue 14: unix_socket.SocketFile for --grpc_socket_path
         self.started_at = datetime.datetime.now()  # set again by start()
         self.source = options.model_config_file or ", ".join(m.base_path for m in options.models)
@@ -189,7 +190,7 @@ class Server:
             if self.options.open_ports_after_initial_load:
                 from nbserve.initial_load import wait_for_initial_models
 
-                wait_for_initial_models(self.core)
+                wait_for_initial_models(self.core, lambda: self._start_cancelled)
             if grpc_on:
                 self.grpc_port = self._io.call(self._start_grpc(self.options.grpc_port)) or None
             rest_sock = self._bind(self.options.rest_api_port, "--rest_api_port")
@@ -405,6 +406,12 @@ class Server:
             return describe.model_status(self.core, name).hint
         except (KeyError, OSError):
             return None
+
+    def cancel_start(self) -> None:
+        """Make a ``start()`` that still waits for the initial load (``open_ports_after_initial_
+        load``) give up: it cleans up and raises ``initial_load.StartCancelled``. Only sets a
+        flag, so a signal handler may call it at any moment."""
+        self._start_cancelled = True
 
     def profile(self, logdir: str = "./logs", duration_ms: int = 2000) -> str:
         """Record this server's TensorFlow work for ``duration_ms`` (send it requests meanwhile:
