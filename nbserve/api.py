@@ -85,7 +85,7 @@ def serve(path: str | None, name: str | None = None, port: int | None = 8500,
     server in a child process (``nbserve.isolation.IsolatedServer``, same API): a crash there
     never takes the kernel down. ``switch_interval`` (seconds, default 1 ms) lowers Python's GIL
     switch interval (``sys.setswitchinterval``, 5 ms by default) for an in-process server, so a
-    cell running a pure-Python loop delays requests ~3x less (bench/busy_kernel.py); it never
+    cell running a pure-Python loop delays requests ~4x less (bench/busy_kernel.py); it never
     raises an interval that is already lower, and None leaves it alone. ``auth_token``: a token
     REST and gRPC clients must send; ``"auto"`` generates one, and so does leaving it out on a
     shared host (JupyterHub) unless ``$NBSERVE_AUTH_TOKEN`` is set; ``""`` keeps the server open
