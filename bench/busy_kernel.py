@@ -13,8 +13,9 @@ connection, 100 req/s) and records their latencies:
 
 ``in-process (default: switch 1 ms)`` is the mitigation ``nbserve.serve`` applies by default:
 a shorter ``sys.setswitchinterval`` lets the IO and predict threads take the GIL back from a busy
-cell sooner; ``in-process, switch 5 ms`` is Python's default interval (``switch_interval=None``). Writes bench/busy_kernel.json and prints a markdown
-table (p50/p99 ms, req/s, errors).
+cell sooner; ``in-process, switch 5 ms`` is Python's default interval
+(``switch_interval=None``). Writes bench/busy_kernel.json and prints a markdown table (p50/p99 ms,
+req/s, errors).
 """
 
 from __future__ import annotations
