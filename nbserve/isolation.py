@@ -27,7 +27,6 @@ Contracts:
 
 from __future__ import annotations
 
-import atexit
 import dataclasses
 import datetime
 import itertools
@@ -46,6 +45,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from multiprocessing.connection import Connection
 from typing import Any
 
+from nbserve import registry
 from nbserve.errors import ServingError, StatusCode
 from nbserve.options import ServerOptions
 
@@ -175,7 +175,7 @@ class IsolatedServer:
         self._reader = threading.Thread(target=self._read_loop, name="nbserve-isolation",
                                         daemon=True)
         self._reader.start()
-        _register(self)
+        registry.register(self)  # type: ignore[arg-type]  # the kernel's registry, duck-typed
         return self
 
     def _await_ready(self) -> None:
@@ -218,7 +218,7 @@ class IsolatedServer:
             self._wait_exit(grace + 15.0)
         self._kill()
         self._state = "stopped"
-        _unregister(self)
+        registry.unregister(self)  # type: ignore[arg-type]
         if was_running:
             self._publish(_state_change("", None, "STOPPED", None))
 
@@ -371,15 +371,11 @@ class IsolatedServer:
             except Exception:
                 log.exception("an isolated-server subscriber failed")
 
-    def _url_host(self) -> str:
-        host = self.options.host
-        if host in ("0.0.0.0", "::", ""):
-            return "localhost"
-        return f"[{host}]" if ":" in host else host
-
     @property
     def rest_url(self) -> str | None:
-        return f"http://{self._url_host()}:{self.rest_port}" if self.rest_port else None
+        from nbserve.server import rest_url
+
+        return rest_url(self.options.host, self.rest_port)
 
     @property
     def auth_token(self) -> str:
@@ -388,7 +384,9 @@ class IsolatedServer:
 
     @property
     def grpc_target(self) -> str | None:
-        return f"{self._url_host()}:{self.grpc_port}" if self.grpc_port else None
+        from nbserve.server import grpc_target
+
+        return grpc_target(self.options.host, self.grpc_port)
 
     def logs(self, lines: int | None = None) -> list[str]:
         """The child's recent nbserve log lines (from its log file once it has died)."""
@@ -440,46 +438,6 @@ def _kernel_id() -> str | None:
     except ImportError:  # pragma: no cover
         return None
     return kernel_id()
-
-
-# -- the registry: every isolated server of this kernel stops when the kernel exits -------------
-
-_registry_lock = threading.Lock()
-_children: list[IsolatedServer] = []
-_atexit_done = False
-
-
-def _register(server: IsolatedServer) -> None:
-    global _atexit_done
-    with _registry_lock:
-        if server not in _children:
-            _children.append(server)
-        if not _atexit_done:
-            atexit.register(stop_all_isolated)
-            _atexit_done = True
-    from nbserve import registry
-
-    registry.register(server)  # type: ignore[arg-type]  # the same facade, duck-typed
-
-
-def _unregister(server: IsolatedServer) -> None:
-    with _registry_lock:
-        if server in _children:
-            _children.remove(server)
-    from nbserve import registry
-
-    registry.unregister(server)  # type: ignore[arg-type]
-
-
-def stop_all_isolated(grace: float = 1.0) -> None:
-    """Stop every isolated server's child (kernel shutdown and restart call this)."""
-    with _registry_lock:
-        children = list(_children)
-    for child in children:
-        try:
-            child.stop(grace)
-        except Exception:
-            log.exception("stopping %r failed", child)
 
 
 # -- the child side -----------------------------------------------------------------------------

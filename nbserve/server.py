@@ -373,16 +373,10 @@ class Server:
         return self._state == "running"
 
     # -- endpoints -----------------------------------------------------------------------------
-    def _url_host(self) -> str:
-        host = self.options.host
-        if host in ("0.0.0.0", "::", ""):
-            return "localhost"
-        return f"[{host}]" if ":" in host else host
-
     @property
     def rest_url(self) -> str | None:
         """``http://host:port`` of the REST API, or None when REST is off."""
-        return f"http://{self._url_host()}:{self.rest_port}" if self.rest_port else None
+        return rest_url(self.options.host, self.rest_port)
 
     @property
     def auth_token(self) -> str:
@@ -392,7 +386,7 @@ class Server:
     @property
     def grpc_target(self) -> str | None:
         """``host:port`` for ``grpc.insecure_channel``, or None when gRPC is off."""
-        return f"{self._url_host()}:{self.grpc_port}" if self.grpc_port else None
+        return grpc_target(self.options.host, self.grpc_port)
 
     @property
     def grpc_socket_path(self) -> str | None:
@@ -780,6 +774,23 @@ class Server:
     def stop_all(grace: float = 1.0) -> int:
         """Stop every running server of this process; returns how many were stopped."""
         return registry.stop_all(grace)
+
+
+def url_host(host: str) -> str:
+    """The host a client on this machine uses for a server bound to ``host``."""
+    if host in ("0.0.0.0", "::", ""):
+        return "localhost"
+    return f"[{host}]" if ":" in host else host
+
+
+def rest_url(host: str, port: int | None) -> str | None:
+    """``http://host:port`` for a REST port, or None when REST is off."""
+    return f"http://{url_host(host)}:{port}" if port else None
+
+
+def grpc_target(host: str, port: int | None) -> str | None:
+    """``host:port`` for ``grpc.insecure_channel``, or None when gRPC is off."""
+    return f"{url_host(host)}:{port}" if port else None
 
 
 def max_abs_diff(a: Any, b: Any) -> float:
