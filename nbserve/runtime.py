@@ -42,7 +42,22 @@ class IoThread:
         if pending:
             self.loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
         self.loop.run_until_complete(self.loop.shutdown_asyncgens())
+        self._close_stray_transports()
         self.loop.close()
+
+    def _close_stray_transports(self) -> None:
+        """Close connections the loop still holds once the servers are gone.
+
+        A client that connects while a listener is closing can be accepted after aiohttp has
+        taken its list of connections to shut down; closing the loop would leave that socket
+        open until garbage collection (a ResourceWarning, a leaked fd in a long kernel).
+        Selector loops keep their transports in ``_transports`` (CPython's, not public API).
+        """
+        transports = list(getattr(self.loop, "_transports", {}).values())
+        for transport in transports:  # abort, even when closing: no flush can happen now
+            transport.abort()
+        if transports:
+            self.loop.run_until_complete(asyncio.sleep(0))
 
     def start(self) -> None:
         self._loop = asyncio.new_event_loop()
