@@ -38,6 +38,14 @@ def _bool(text: str) -> bool:
     raise ValueError(f"expected true or false, got {text!r}")
 
 
+def _event_loop(text: str) -> str:
+    from nbserve.runtime import EVENT_LOOPS
+
+    if text not in EVENT_LOOPS:
+        raise ValueError(f"expected one of {', '.join(EVENT_LOOPS)}")
+    return text
+
+
 @dataclass(frozen=True)
 class Flag:
     name: str
@@ -94,6 +102,10 @@ IMPLEMENTED: tuple[Flag, ...] = (
          "nbserve: a model load running longer ends with DEADLINE_EXCEEDED (0: no limit)"),
     Flag("shutdown_grace_seconds", float, 5.0,
          "nbserve: on SIGTERM/SIGINT, how long in-flight requests may still finish"),
+    Flag("rest_inline_threshold_us", float, 1000.0,
+         "nbserve: REST calls to a model that recently took less run on the IO thread (0: never)"),
+    Flag("event_loop", _event_loop, "auto",
+         "nbserve: the IO loop: auto (uvloop where installed), uvloop or asyncio"),
     # issue 14: TFLite
     Flag("prefer_tflite_model", _bool, False,
          "serve model.tflite from a version folder when present (else its SavedModel)"),
@@ -209,6 +221,8 @@ def options_from_flags(values: dict[str, Any]) -> ServerOptions:
         max_inflight_requests=values["max_inflight_requests"],
         load_timeout_seconds=values["load_timeout_seconds"],
         shutdown_grace_seconds=values["shutdown_grace_seconds"],
+        rest_inline_threshold_us=values["rest_inline_threshold_us"],
+        event_loop=values["event_loop"],
         prefer_tflite_model=values["prefer_tflite_model"],  # issue 14: TFLite
         num_tflite_pools=values["num_tflite_pools"],
         num_tflite_interpreters_per_pool=values["num_tflite_interpreters_per_pool"],

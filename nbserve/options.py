@@ -135,6 +135,10 @@ class ServerOptions:
     load_timeout_seconds: float = 0.0  # a load running longer ends with DEADLINE_EXCEEDED; 0: none
     max_inflight_requests: int = 1024  # more concurrent requests -> UNAVAILABLE (503); 0: no limit
     shutdown_grace_seconds: float = 5.0  # stop(): how long in-flight requests may still finish
+    # issue 12: a REST inference call whose model recently took less than this runs on the IO
+    # thread, without the predict pool's thread hops (nbserve.transport.inline); 0: never
+    rest_inline_threshold_us: float = 1000.0
+    event_loop: str = "auto"  # the IO loop: "auto" (uvloop where installed), "uvloop", "asyncio"
     auth_token: str = field(default="", repr=False)  # "": no auth; else Bearer token required
     # issue 14: TFLite (model.tflite in a version folder; nbserve.servables.tflite)
     prefer_tflite_model: bool = False  # serve model.tflite instead of the SavedModel when present

@@ -3,6 +3,9 @@
 The loop is embedded, never owned by the caller's thread: a Jupyter kernel already runs its own
 loop on the main thread, so nbserve's sockets live on ``nbserve-io``. Everything else talks to the
 loop through ``call`` (thread-safe, bounded by a timeout). Signals are not touched here.
+
+The loop is uvloop's where it is installed (``event_loop="auto"``, the default; measured in
+bench/RESULTS.md), else asyncio's; ``event_loop="asyncio"`` forces asyncio's.
 """
 
 from __future__ import annotations
@@ -13,15 +16,33 @@ from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+EVENT_LOOPS = ("auto", "uvloop", "asyncio")
+
+
+def new_event_loop(kind: str = "auto") -> asyncio.AbstractEventLoop:
+    """A new loop of ``kind``: "auto" (uvloop when importable, else asyncio), "uvloop" (an
+    ImportError when it is missing) or "asyncio". Raises ValueError for anything else."""
+    if kind not in EVENT_LOOPS:
+        raise ValueError(f"event_loop must be one of {', '.join(EVENT_LOOPS)}, not {kind!r}")
+    if kind != "asyncio":
+        try:
+            import uvloop
+        except ImportError:
+            if kind == "uvloop":
+                raise
+        else:
+            return uvloop.new_event_loop()
+    return asyncio.new_event_loop()
 
 
 class IoThread:
     """Start once, ``call`` coroutines from any thread, ``stop`` once (idempotent)."""
 
-    def __init__(self, name: str = "nbserve-io") -> None:
+    def __init__(self, name: str = "nbserve-io", event_loop: str = "auto") -> None:
         # The loop is made by start(): one made here would leak its self-pipe sockets
         # (ResourceWarning) whenever a server is built but never started.
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._kind = event_loop
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._started = threading.Event()
 
@@ -60,7 +81,7 @@ class IoThread:
             self.loop.run_until_complete(asyncio.sleep(0))
 
     def start(self) -> None:
-        self._loop = asyncio.new_event_loop()
+        self._loop = new_event_loop(self._kind)
         self._thread.start()
         self._started.wait(10)
 

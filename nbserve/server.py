@@ -137,8 +137,9 @@ class Server:
                                        hint=self._hint)
         threads = options.rest_api_num_threads or 4 * (os.cpu_count() or 1)
         self._executor = ThreadPoolExecutor(threads, thread_name_prefix="nbserve-predict")
-        self._io = IoThread()
+        self._io = IoThread(event_loop=options.event_loop)
         self._runners: list[Any] = []
+        self._open_connections: list[Any] = []  # rest_api.OpenConnections, one per runner
         self._grpc_servers: list[Any] = []
         self._lock = threading.Lock()
         self._state = "new"
@@ -221,7 +222,7 @@ class Server:
     async def _start_rest(self, sock: socket.socket) -> None:
         from aiohttp import web
 
-        from nbserve.transport.rest_api import RestApi
+        from nbserve.transport.rest_api import OpenConnections, RestApi
 
         extra = {}
         path = self._prometheus_path()
@@ -233,10 +234,15 @@ class Server:
                       max_request_bytes=self.options.max_request_bytes,
                       observer=lambda m, a, c, s: self.metrics.observe_request(m, a, c, s, "REST"),
                       extra_routes=extra, auth_token=self.options.auth_token,
-                      open_probes=probes_open(self.options.host), limiter=self._inflight)
+                      open_probes=probes_open(self.options.host), limiter=self._inflight,
+                      # a batched call waits for its batch: never on the IO thread
+                      inline_threshold_us=0 if self.options.enable_batching
+                      else self.options.rest_inline_threshold_us)
         runner = web.AppRunner(api.app, access_log=None, handle_signals=False,
                                shutdown_timeout=self.options.shutdown_grace_seconds)
         await runner.setup()
+        assert runner.server is not None  # set by setup()
+        self._open_connections.append(OpenConnections(runner.server))
         await web.SockSite(runner, sock).start()
         self._runners.append(runner)
 
@@ -361,6 +367,9 @@ class Server:
         for result in results:
             if isinstance(result, BaseException):
                 log.error("stopping a transport failed: %r", result)
+        for connections in self._open_connections:  # accepted as the listener closed
+            await connections.abort()
+        self._open_connections.clear()
 
     def __enter__(self) -> Server:
         return self.start() if self._state == "new" else self

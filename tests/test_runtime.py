@@ -38,32 +38,45 @@ def test_an_unstarted_io_thread_holds_no_loop(monkeypatch):
 
 
 def test_stop_closes_connections_no_server_is_left_to_close(monkeypatch):
-    """A connection accepted as a listener closes is closed by stop(), not by the GC."""
+    """On asyncio's loop, a connection no server closed is closed by stop(), not by the GC
+    (on any loop, the REST server closes its own: tests/transport/test_open_connections.py)."""
     import asyncio
     import socket
 
     unraisable = []
     monkeypatch.setattr(sys, "unraisablehook", unraisable.append)
-    io = IoThread()
+    accepted = threading.Event()
+
+    class Accepting(asyncio.Protocol):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            accepted.set()
+
+    io = IoThread(event_loop="asyncio")
     io.start()
 
-    async def listen() -> asyncio.base_events.Server:
-        return await asyncio.get_running_loop().create_server(asyncio.Protocol, "127.0.0.1", 0)
+    async def listen() -> asyncio.AbstractServer:
+        return await asyncio.get_running_loop().create_server(Accepting, "127.0.0.1", 0)
 
     server = io.call(listen(), timeout=10)
     client = socket.create_connection(server.sockets[0].getsockname()[:2], timeout=10)
-
-    async def close_listener() -> int:
-        while not io.loop._transports:  # type: ignore[attr-defined] # wait for the accept
-            await asyncio.sleep(0.01)
-        server.close()  # the accepted connection stays open, as after aiohttp's shutdown
-        return len(io.loop._transports)  # type: ignore[attr-defined]
-
     try:
-        assert io.call(close_listener(), timeout=10) == 1
-        io.stop()
+        assert accepted.wait(10)
+        io.loop.call_soon_threadsafe(server.close)  # the connection stays open, as after
+        io.stop()                                   # aiohttp's shutdown
         assert client.recv(1) == b""  # the server side closed its end
     finally:
         client.close()
     gc.collect()
     assert unraisable == []
+
+
+def test_event_loop_kinds():
+    from nbserve.runtime import new_event_loop
+
+    loop = new_event_loop("asyncio")
+    try:
+        assert type(loop).__module__.startswith("asyncio")
+    finally:
+        loop.close()
+    with pytest.raises(ValueError, match="event_loop must be one of"):
+        new_event_loop("trio")

@@ -1,7 +1,8 @@
 """TF Serving's REST API on aiohttp (spec §1), over the transport-neutral ServingService.
 
 Every ``/v1`` request is parsed by ``rest_urls.parse_route``; the body is decoded, the model run
-and the response encoded in the predict pool, never on the event loop. Errors become
+and the response encoded in the predict pool -- or, for a model whose calls take a fraction of a
+millisecond, on the event loop's thread itself (``transport.inline``: no thread hops). Errors become
 ``{"error": msg}`` with the HTTP status of ``status_map``. Paths outside ``/v1`` get the stock
 404 HTML page, except nbserve's ``/healthz`` and ``/readyz`` and the Prometheus path.
 
@@ -31,6 +32,7 @@ from nbserve.errors import ServingError, StatusCode, as_serving_error
 from nbserve.service import ModelSpec, ServingService, state_entry
 from nbserve.transport.admission import InflightLimit
 from nbserve.transport.auth import check_authorization
+from nbserve.transport.inline import DEFAULT_THRESHOLD_US, InlinePolicy
 from nbserve.transport.offload import run_in_pool
 from nbserve.transport.rest_urls import RestRoute, is_v1, parse_route
 from nbserve.transport.status_map import http_status
@@ -47,6 +49,7 @@ CORS_HEADERS = {
 NOT_FOUND_HTML = ("<HTML><HEAD>\n<TITLE>404 Not Found</TITLE>\n</HEAD><BODY>\n<H1>Not Found</H1>\n"
                   "</BODY></HTML>\n")
 
+INFERENCE = frozenset(("predict", "classify", "regress"))  # the routes that may run inline
 # (model name, api, status code, seconds): called after every /v1 request (metrics).
 RequestObserver = Callable[[str, str, StatusCode, float], None]
 
@@ -60,7 +63,8 @@ class RestApi:
                  observer: RequestObserver | None = None,
                  extra_routes: dict[str, Callable[[], tuple[int, str, bytes]]] | None = None,
                  auth_token: str = "", open_probes: bool = True,
-                 limiter: InflightLimit | None = None) -> None:
+                 limiter: InflightLimit | None = None,
+                 inline_threshold_us: float = DEFAULT_THRESHOLD_US) -> None:
         self.service = service
         self._executor = executor
         self._timeout_s = timeout_ms / 1000 if timeout_ms > 0 else None
@@ -71,6 +75,7 @@ class RestApi:
         self._auth_token = auth_token  # "": auth off (nbserve.transport.auth)
         self._open_probes = open_probes  # probes need no token (a loopback bind)
         self._limiter = limiter or InflightLimit(0)
+        self._inline = InlinePolicy(inline_threshold_us / 1e6)
         self._max_request_bytes = max_request_bytes  # after decompression
         self.app = web.Application(client_max_size=max_request_bytes, handler_args={})
         # [\s\S]: a percent-encoded newline in the path must reach _dispatch too
@@ -144,7 +149,7 @@ class RestApi:
 
     def _observe(self, route: RestRoute | None, code: StatusCode, started: float) -> None:
         if self._observer is not None:
-            api = route.kind if route and route.kind in ("predict", "classify", "regress") else ""
+            api = route.kind if route and route.kind in INFERENCE else ""
             self._observer(route.name if route else "", api, code, time.perf_counter() - started)
 
     def _json(self, status: int, payload: bytes) -> web.Response:
@@ -188,15 +193,27 @@ class RestApi:
     # -- routes --------------------------------------------------------------------------------
     async def _serve(self, route: RestRoute, body: bytes) -> tuple[int, bytes]:
         try:
-            return 200, await self._blocking(self._route, route, body)
+            if route.kind not in INFERENCE:
+                return 200, await self._blocking(self._route, route, body)
+            if self._inline.allows(route.name, len(body)):
+                return 200, self._timed_route(route, body)
+            return 200, await self._blocking(self._timed_route, route, body)
         except ServingError:
             raise
         except Exception as exc:  # a bug must never take the server down: report it
             log.exception("REST %s failed", route.kind)
             raise as_serving_error(exc) from exc
 
+    def _timed_route(self, route: RestRoute, body: bytes) -> bytes:
+        """``_route`` for an inference call, its wall time told to the inline policy."""
+        started = time.perf_counter()
+        try:
+            return self._route(route, body)
+        finally:
+            self._inline.observe(route.name, time.perf_counter() - started)
+
     def _route(self, route: RestRoute, body: bytes) -> bytes:
-        """The response body for one parsed route (runs in the predict pool)."""
+        """The response body for one parsed route (in the predict pool, or inline)."""
         match route.kind:
             case "predict":
                 return self._predict(route, body)
@@ -251,3 +268,39 @@ def _body_error_text(exc: BaseException) -> str:
             return message.strip()
         seen = seen.__cause__
     return str(exc) or type(exc).__name__
+
+
+class OpenConnections:
+    """The connections an aiohttp ``web.Server`` has accepted and not yet lost.
+
+    aiohttp's shutdown closes the connections it knows when it starts, then forgets them all;
+    one accepted just as the listener closed (its ``connection_made`` a loop iteration late) is
+    forgotten unclosed -- an fd leak in a long-lived kernel, a ResourceWarning at GC. Attach
+    before serving; after ``AppRunner.cleanup()``, ``abort()`` closes whatever is left, on any
+    event loop (asyncio's or uvloop's). Call both on the loop's thread.
+    """
+
+    def __init__(self, server: web.Server) -> None:
+        self._open: dict[int, asyncio.BaseTransport] = {}
+        made, lost = server.connection_made, server.connection_lost
+
+        def connection_made(handler: Any, transport: asyncio.Transport) -> None:
+            self._open[id(handler)] = transport
+            made(handler, transport)
+
+        def connection_lost(handler: Any, exc: BaseException | None = None) -> None:
+            self._open.pop(id(handler), None)
+            lost(handler, exc)
+
+        setattr(server, "connection_made", connection_made)  # noqa: B010 - shadows the method
+        setattr(server, "connection_lost", connection_lost)  # noqa: B010
+
+    async def abort(self) -> int:
+        """Abort every connection still open; returns how many there were."""
+        left = list(self._open.values())
+        self._open.clear()
+        for transport in left:
+            transport.abort()  # type: ignore[attr-defined]
+        if left:
+            await asyncio.sleep(0)  # let connection_lost run before the loop closes
+        return len(left)
