@@ -47,6 +47,7 @@ from nbserve.servables.predict_util import (
     signature_not_found,
 )
 from nbserve.servables.signature import Signature, TensorInfo
+from nbserve.servables.version_loader import VersionLoader
 
 _tf_module: Any = None
 TIMED_RUN_MIN_SECONDS = 1e-3  # below this mean run time, RunOptions deadlines are not applied
@@ -148,7 +149,7 @@ def _quiet_deprecations() -> Iterator[None]:
 # --------------------------------------------------------------------------------------------
 # Loader
 
-class SavedModelLoader:
+class SavedModelLoader(VersionLoader["SavedModelServable"]):
     """Loads one SavedModel version directory (TF Serving's ``SavedModelBundle`` loader).
 
     Construction is cheap (no TensorFlow work, not even the import). ``load()`` is expensive;
@@ -186,28 +187,21 @@ class SavedModelLoader:
                  device: str = "auto", session_config: Any = None,
                  gpu_memory_fraction: float = 0.0, enable_warmup: bool = True,
                  warmup_iterations: int = 1) -> None:
-        self._enable_warmup = bool(enable_warmup)
-        self._warmup_iterations = max(1, int(warmup_iterations))
-        self._export_dir = os.fspath(export_dir)
+        super().__init__(export_dir, enable_warmup=enable_warmup,
+                         warmup_iterations=warmup_iterations)
         self._tags = tuple(tags)
         self._device_request = DeviceRequest.parse(device)
         self._session_config = session_config
         self._gpu_memory_fraction = float(gpu_memory_fraction)
-        self._servable: SavedModelServable | None = None
-
-    @property
-    def export_dir(self) -> str:
-        return self._export_dir
 
     @property
     def tags(self) -> tuple[str, ...]:
         return self._tags
 
-    def load(self) -> None:
+    what = "SavedModel"
+
+    def _build(self) -> SavedModelServable:
         """Import the graph, create the session, restore variables, run the init op."""
-        if self._servable is not None:
-            raise ServingError(StatusCode.FAILED_PRECONDITION,
-                               f"SavedModel at {self._export_dir} is already loaded")
         started = time.monotonic()
         try:
             tf = _tf()
@@ -224,40 +218,9 @@ class SavedModelLoader:
                 raise
         except Exception as exc:  # every failure becomes a ServingError
             raise _load_error(exc, self._export_dir, self._tags) from exc
-        servable = SavedModelServable(
+        return SavedModelServable(
             export_dir=self._export_dir, device=device, session=session, graph=graph,
             meta_graph_def=meta_graph_def, load_seconds=time.monotonic() - started)
-        if self._enable_warmup:
-            self._warm_up(servable)
-        self._servable = servable
-
-    def _warm_up(self, servable: SavedModelServable) -> None:
-        """Replay the version's warmup file; on failure close the session and re-raise."""
-        from nbserve.servables.warmup import run_warmup
-
-        try:
-            run_warmup(servable, self._export_dir, self._warmup_iterations)
-        except ServingError:
-            servable.close()
-            raise
-        except Exception as exc:
-            servable.close()
-            raise as_serving_error(exc) from exc
-        except BaseException:
-            servable.close()
-            raise
-
-    def unload(self) -> None:
-        """Close the session and drop every reference to the graph. Idempotent."""
-        servable, self._servable = self._servable, None
-        if servable is not None:
-            servable.close()
-
-    def servable(self) -> SavedModelServable:
-        if self._servable is None:
-            raise ServingError(StatusCode.FAILED_PRECONDITION,
-                               f"SavedModel at {self._export_dir} is not loaded")
-        return self._servable
 
     def detail(self) -> Mapping[str, Any]:
         """For the AVAILABLE event: ``{"device": "/device:CPU:0", "load_seconds": ...}``."""
@@ -295,10 +258,6 @@ class SavedModelLoader:
         elif config.gpu_options.per_process_gpu_memory_fraction == 0:
             config.gpu_options.allow_growth = True
         return config
-
-    def __repr__(self) -> str:
-        state = "loaded" if self._servable is not None else "not loaded"
-        return f"SavedModelLoader({self._export_dir!r}, {state})"
 
 
 # --------------------------------------------------------------------------------------------

@@ -43,6 +43,7 @@ from nbserve.servables.tflite_signatures import (
     signature_def_map,
     with_signature_defs_metadata,
 )
+from nbserve.servables.version_loader import VersionLoader
 
 TFLITE_FILE = "model.tflite"
 CPU_DEVICE = "/device:CPU:0"
@@ -265,7 +266,7 @@ def _tflite_array(value: np.ndarray) -> np.ndarray:
 # Loader
 
 
-class TfLiteLoader:
+class TfLiteLoader(VersionLoader["TfLiteServable"]):
     """Loads ``model.tflite`` from one version folder (TF Serving's TFLite bundle path).
 
     Construction is cheap; ``load()`` reads the file, builds ``num_pools`` x
@@ -278,24 +279,17 @@ class TfLiteLoader:
 
     def __init__(self, export_dir: str, *, num_pools: int = 1, num_interpreters_per_pool: int = 1,
                  enable_warmup: bool = True, warmup_iterations: int = 1) -> None:
-        self._export_dir = os.fspath(export_dir)
+        super().__init__(export_dir, enable_warmup=enable_warmup,
+                         warmup_iterations=warmup_iterations)
         self._num_interpreters = max(1, int(num_pools)) * max(1, int(num_interpreters_per_pool))
-        self._enable_warmup = bool(enable_warmup)
-        self._warmup_iterations = max(1, int(warmup_iterations))
-        self._servable: TfLiteServable | None = None
 
-    @property
-    def export_dir(self) -> str:
-        return self._export_dir
+    what = "TFLite model"
 
     @property
     def model_path(self) -> str:
         return os.path.join(self._export_dir, TFLITE_FILE)
 
-    def load(self) -> None:
-        if self._servable is not None:
-            raise ServingError(StatusCode.FAILED_PRECONDITION,
-                               f"TFLite model at {self._export_dir} is already loaded")
+    def _build(self) -> TfLiteServable:
         started = time.monotonic()
         try:
             model = self._read()
@@ -307,11 +301,8 @@ class TfLiteLoader:
             raise
         except Exception as exc:
             raise as_serving_error(exc) from exc
-        servable = TfLiteServable(export_dir=self._export_dir, model=model, described=described,
-                                  workers=workers, load_seconds=time.monotonic() - started)
-        if self._enable_warmup:
-            self._warm_up(servable)
-        self._servable = servable
+        return TfLiteServable(export_dir=self._export_dir, model=model, described=described,
+                              workers=workers, load_seconds=time.monotonic() - started)
 
     def _read(self) -> bytes:
         try:
@@ -342,29 +333,6 @@ class TfLiteLoader:
             raise ServingError(StatusCode.INTERNAL, "Failed to allocate tensors") from None
         return interpreter
 
-    def _warm_up(self, servable: TfLiteServable) -> None:
-        from nbserve.servables.warmup import run_warmup
-
-        try:
-            run_warmup(servable, self._export_dir, self._warmup_iterations)
-        except ServingError:
-            servable.close()
-            raise
-        except Exception as exc:
-            servable.close()
-            raise as_serving_error(exc) from exc
-
-    def unload(self) -> None:
-        servable, self._servable = self._servable, None
-        if servable is not None:
-            servable.close()
-
-    def servable(self) -> TfLiteServable:
-        if self._servable is None:
-            raise ServingError(StatusCode.FAILED_PRECONDITION,
-                               f"TFLite model at {self._export_dir} is not loaded")
-        return self._servable
-
     def detail(self) -> Mapping[str, Any]:
         """For the AVAILABLE event: ``{"kind": "tflite", "device": ..., "load_seconds": ...,
         "interpreters": N}``; ``{"kind": "tflite"}`` before a load."""
@@ -373,10 +341,6 @@ class TfLiteLoader:
         return {"kind": "tflite", "device": self._servable.device,
                 "load_seconds": round(self._servable.load_seconds, 3),
                 "interpreters": self._servable.num_interpreters}
-
-    def __repr__(self) -> str:
-        state = "loaded" if self._servable is not None else "not loaded"
-        return f"TfLiteLoader({self._export_dir!r}, {state})"
 
 
 __all__ = ["TFLITE_FILE", "TfLiteLoader", "TfLiteServable", "has_tflite_model"]
