@@ -248,39 +248,11 @@ class ServerPanel(w.VBox):  # type: ignore[misc]
         with self._render_lock:
             view.set_fields(fields, name)
 
-    def waitsettled(self, name: str | None = None, timeout: float = 30.0) -> bool:
-        """Block until model ``name`` (every model when None) is settled: no version is on its
-        way in or out (START, LOADING, UNLOADING), a "specific" policy's versions are each
-        AVAILABLE or failed, and some version is AVAILABLE or failed. Refreshes the panel, then
-        returns False on timeout. Woken by the server's state events (no polling)."""
-        server = self._server
-        if server is None:
-            return False
-        changed = threading.Event()
-        unsubscribe = server.subscribe(lambda _: changed.set())
-        deadline = threading.Event()
-        timer = threading.Timer(timeout, deadline.set)
-        timer.daemon = True
-        timer.start()
-        try:
-            while not deadline.is_set():
-                changed.clear()
-                if all(settled(m, versions_on_disk(m.base_path)) for m in server.models()
-                       if name in (None, m.name)):
-                    return True
-                while not (changed.wait(0.5) or deadline.is_set()):
-                    pass  # a missed event costs at most half a second
-            return False
-        finally:
-            timer.cancel()
-            unsubscribe()
-            self.refresh()
-
     def wait_settled(self, name: str | None = None, timeout: float = 30.0) -> bool:
-        """Block until model ``name`` (every model when None) is settled: no version is on its
-        the manager has applied its version policy to the versions on disk: each version the
-        policy selects is AVAILABLE (or failed) and every other one is END. Refreshes the panel,
-        then returns False on timeout. Woken by the server's state events."""
+        """Block until model ``name`` (every model when None) is settled: the manager has
+        applied its version policy to the versions on disk, so each version the policy selects
+        is AVAILABLE (or failed) and every other one is END. Refreshes the panel, then returns
+        False on timeout. Woken by the server's state events (no polling)."""
         server = self._server
         if server is None:
             return False
