@@ -46,6 +46,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from nbserve import registry
+from nbserve.endpoints import Endpoints
 from nbserve.errors import ServingError, StatusCode
 from nbserve.options import ServerOptions
 
@@ -111,7 +112,7 @@ def _unpack_error(packed: tuple[str, Any, str]) -> BaseException:
 
 # -- the parent (kernel) side -----------------------------------------------------------------
 
-class IsolatedServer:
+class IsolatedServer(Endpoints):
     """A model server in a child process with the kernel-side ``Server`` API (see module doc).
 
     Attributes and methods that are not defined here are forwarded to the child's ``Server``
@@ -370,23 +371,6 @@ class IsolatedServer:
                 callback(event)
             except Exception:
                 log.exception("an isolated-server subscriber failed")
-
-    @property
-    def rest_url(self) -> str | None:
-        from nbserve.server import rest_url
-
-        return rest_url(self.options.host, self.rest_port)
-
-    @property
-    def auth_token(self) -> str:
-        """The bearer token REST and gRPC clients must send ("" when auth is off)."""
-        return self.options.auth_token
-
-    @property
-    def grpc_target(self) -> str | None:
-        from nbserve.server import grpc_target
-
-        return grpc_target(self.options.host, self.grpc_port)
 
     def logs(self, lines: int | None = None) -> list[str]:
         """The child's recent nbserve log lines (from its log file once it has died)."""

@@ -42,6 +42,7 @@ from nbserve.core.events import ManagerState, ServableState
 from nbserve.core.load_timeout import with_load_timeout
 from nbserve.core.loader import LoaderFactory
 from nbserve.core.server_core import ServerCore
+from nbserve.endpoints import Endpoints
 from nbserve.errors import ServingError, StatusCode, not_found
 from nbserve.metrics import ServingMetrics
 from nbserve.observed import ObservedService
@@ -119,7 +120,7 @@ def bind_socket(host: str, port: int, flag: str) -> socket.socket:
     return sock
 
 
-class Server:
+class Server(Endpoints):
     """One model server: lifecycle core, service, transports. Use ``start()``/``stop()`` or
     ``with Server(options) as srv:``."""
 
@@ -382,21 +383,7 @@ class Server:
         return self._state == "running"
 
     # -- endpoints -----------------------------------------------------------------------------
-    @property
-    def rest_url(self) -> str | None:
-        """``http://host:port`` of the REST API, or None when REST is off."""
-        return rest_url(self.options.host, self.rest_port)
-
-    @property
-    def auth_token(self) -> str:
-        """The bearer token REST and gRPC clients must send ("" when auth is off)."""
-        return self.options.auth_token
-
-    @property
-    def grpc_target(self) -> str | None:
-        """``host:port`` for ``grpc.insecure_channel``, or None when gRPC is off."""
-        return grpc_target(self.options.host, self.grpc_port)
-
+    # rest_url, grpc_target, auth_token: nbserve.endpoints.Endpoints
     @property
     def grpc_socket_path(self) -> str | None:
         """The absolute unix socket path gRPC also listens on (``grpc.insecure_channel(
@@ -783,23 +770,6 @@ class Server:
     def stop_all(grace: float = 1.0) -> int:
         """Stop every running server of this process; returns how many were stopped."""
         return registry.stop_all(grace)
-
-
-def url_host(host: str) -> str:
-    """The host a client on this machine uses for a server bound to ``host``."""
-    if host in ("0.0.0.0", "::", ""):
-        return "localhost"
-    return f"[{host}]" if ":" in host else host
-
-
-def rest_url(host: str, port: int | None) -> str | None:
-    """``http://host:port`` for a REST port, or None when REST is off."""
-    return f"http://{url_host(host)}:{port}" if port else None
-
-
-def grpc_target(host: str, port: int | None) -> str | None:
-    """``host:port`` for ``grpc.insecure_channel``, or None when gRPC is off."""
-    return f"{url_host(host)}:{port}" if port else None
 
 
 def max_abs_diff(a: Any, b: Any) -> float:
