@@ -16,7 +16,7 @@ flag ``--auth_token``, env ``NBSERVE_AUTH_TOKEN``). When it is set:
   they need the token too. CORS preflights (``OPTIONS``) never need it (browsers send no
   credentials there, and they return no data).
 
-Pure functions plus one grpc.aio interceptor; thread-safe (no mutable state after construction).
+Pure functions plus one gRPC server interceptor; thread-safe (no mutable state after construction).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import ipaddress
 import logging
 import os
 import secrets
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 log = logging.getLogger("nbserve.auth")
@@ -113,18 +113,20 @@ def probes_open(host: str) -> bool:
 
 
 def grpc_auth_interceptor(token: str, host: str) -> Any:
-    """A ``grpc.aio.ServerInterceptor`` that rejects calls without the token (see module doc)."""
+    """A ``grpc.ServerInterceptor`` (sync server) that rejects calls without the token (see
+    module doc). It runs on gRPC's server thread before the call is handed to a pool thread, so
+    a refused call never takes a pool thread for its work."""
     import grpc
 
     open_health = probes_open(host)
 
     def denied(handler: Any, message: str) -> Any:
-        async def abort(request_or_iterator: Any, context: Any) -> Any:
-            await context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
+        def abort(request_or_iterator: Any, context: Any) -> Any:
+            context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
 
-        async def abort_stream(request_or_iterator: Any, context: Any) -> Any:
-            await context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
-            yield  # pragma: no cover - makes this an async generator
+        def abort_stream(request_or_iterator: Any, context: Any) -> Any:
+            context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
+            yield  # pragma: no cover - makes this a generator
 
         kw = dict(request_deserializer=handler.request_deserializer,
                   response_serializer=handler.response_serializer)
@@ -136,10 +138,9 @@ def grpc_auth_interceptor(token: str, host: str) -> Any:
             return grpc.stream_unary_rpc_method_handler(abort, **kw)
         return grpc.stream_stream_rpc_method_handler(abort_stream, **kw)
 
-    class TokenAuthInterceptor(grpc.aio.ServerInterceptor):
-        async def intercept_service(self, continuation: Callable[[Any], Awaitable[Any]],
-                                    details: Any) -> Any:
-            handler = await continuation(details)
+    class TokenAuthInterceptor(grpc.ServerInterceptor):
+        def intercept_service(self, continuation: Callable[[Any], Any], details: Any) -> Any:
+            handler = continuation(details)
             if handler is None:
                 return None
             if open_health and details.method.startswith(GRPC_HEALTH_PREFIX):

@@ -1,53 +1,72 @@
-"""TF Serving's gRPC API on grpc.aio (spec §2), over the transport-neutral ServingService.
+"""TF Serving's gRPC API (spec §2) on a synchronous ``grpc.server``, over the transport-neutral
+ServingService.
 
-Uses the generated stubs of ``tensorflow-serving-api`` (no hand-written protos): the servicers
-subclass ``PredictionServiceServicer`` and ``ModelServiceServicer`` so stock clients work
-unchanged. Also registers the standard ``grpc.health.v1.Health`` service and server reflection.
-Work runs in the predict pool, never on the event loop; every ServingError becomes the gRPC
-status with the same canonical code and TF Serving's text (truncated as TF Serving does).
+Uses the generated messages of ``tensorflow-serving-api`` (no hand-written protos), so stock
+clients work unchanged. Also registers the standard ``grpc.health.v1.Health`` service and server
+reflection, and optionally ``tensorflow.ProfilerService`` (``nbserve.transport.profiler``).
+
+Threads: gRPC's own server thread polls the completion queue and runs each call on a thread of
+the pool ``start_grpc_server`` is given: the server's predict pool, shared with REST. The call
+runs there start to end (parse, service call, serialize), with no hop to another thread and
+nothing on the REST event loop: a sync ``grpc.server`` measured faster here than grpc.aio with a
+hand-off to the pool per call. The predict pool (``--rest_api_num_threads``, default 4 x CPUs, as
+TF Serving sizes its REST pool) bounds the model work of both transports together.
+
+The inference methods are raw-bytes handlers: the request is parsed once on the pool thread and
+the response serialized here, so no serializer layer runs on gRPC's side. Every ServingError
+becomes the gRPC status with the same canonical code and TF Serving's text (truncated as TF
+Serving does); a request that does not parse is INTERNAL, as gRPC's own deserializer answers.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
-from concurrent.futures import Executor
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import grpc
+from google.protobuf.message import DecodeError
 from tensorflow_serving.apis import (
     classification_pb2,
     get_model_metadata_pb2,
     get_model_status_pb2,
     inference_pb2,
     model_management_pb2,
-    model_service_pb2_grpc,
+    model_service_pb2,
     predict_pb2,
-    prediction_service_pb2_grpc,
+    prediction_service_pb2,
     regression_pb2,
 )
 
 from nbserve.codec.input_proto import serialized_examples
 from nbserve.codec.proto_predict import ProtoPredictCodec, fill_model_spec
-from nbserve.errors import ServingError, StatusCode, as_serving_error, invalid_argument
+from nbserve.errors import ServingError, StatusCode, as_serving_error, internal, invalid_argument
 from nbserve.service import ModelSpec, ServingService
 from nbserve.transport.admission import InflightLimit
 from nbserve.transport.auth import grpc_auth_interceptor
-from nbserve.transport.offload import run_in_pool
 from nbserve.transport.status_map import grpc_status
 from nbserve.transport.unix_socket import grpc_address
 
 log = logging.getLogger("nbserve.grpc")
 
 MAX_MESSAGE_CHARS = 1024
-PREDICTION_SERVICE = "tensorflow.serving.PredictionService"
-MODEL_SERVICE = "tensorflow.serving.ModelService"
+# From the generated descriptors, which reflection serves (importing them registers them).
+PREDICTION_SERVICE = prediction_service_pb2.DESCRIPTOR.services_by_name[
+    "PredictionService"].full_name
+MODEL_SERVICE = model_service_pb2.DESCRIPTOR.services_by_name["ModelService"].full_name
+HEALTH_NAMES = ("", PREDICTION_SERVICE, MODEL_SERVICE, "PredictionService", "ModelService")
+OBSERVED_APIS = ("Predict", "Classify", "Regress")
+STOP_POLL_SECONDS = 0.005  # how often ``GrpcServer.stop`` looks at gRPC's shutdown event
 
 # (model name, API, status code, seconds): called after every inference RPC (metrics).
 RequestObserver = Callable[[str, str, StatusCode, float], None]
 # ModelServerConfig proto -> None; raises ServingError (the server's reload).
 ReloadHandler = Callable[[Any], None]
+# (parsed request, call context) -> response message; raises ServingError.
+Method = Callable[[Any, grpc.ServicerContext], Any]
 
 
 def truncate(message: str) -> str:
@@ -89,68 +108,25 @@ def fill_regression(result: Any, values: Any) -> None:
         result.regressions.add().value = float(value)
 
 
-class _Base:
-    _limiter = InflightLimit(0)  # start_grpc_server sets the server's shared limit
+class PredictionServicer:
+    """``tensorflow.serving.PredictionService``: parsed request + context -> response message.
 
-    def __init__(self, service: ServingService, executor: Executor,
-                 observer: RequestObserver | None) -> None:
+    Methods are called on a pool thread and block until the answer is ready; they raise
+    ServingError (``raw_handlers`` turns it into the call's status).
+    """
+
+    def __init__(self, service: ServingService, tensor_content_outputs: bool = False) -> None:
         self.service = service
-        self._executor = executor
-        self._observer = observer
-
-    async def _call(self, context: Any, api: str, fn: Callable[[], Any], model: str = "") -> Any:
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        try:
-            self._limiter.acquire()
-        except ServingError as err:
-            await context.abort(grpc_status(err.code), truncate(err.message))
-        try:
-            result = await run_in_pool(self._executor, fn)
-        except ServingError as err:
-            self._observe(model, api, err.code, loop.time() - started)
-            await context.abort(grpc_status(err.code), truncate(err.message))
-        except Exception as exc:  # never UNKNOWN with a traceback to the client, never a crash
-            log.exception("gRPC %s failed", api)
-            error = as_serving_error(exc)
-            await context.abort(grpc_status(error.code), truncate(error.message))
-        else:
-            self._observe(model, api, StatusCode.OK, loop.time() - started)
-            return result
-        finally:
-            self._limiter.release()
-
-    def _observe(self, model: str, api: str, code: StatusCode, seconds: float) -> None:
-        if self._observer is not None and api in ("Predict", "Classify", "Regress"):
-            self._observer(model, api, code, seconds)
-
-
-class PredictionServicer(
-        _Base, prediction_service_pb2_grpc.PredictionServiceServicer):  # type: ignore[misc]
-    """``tensorflow.serving.PredictionService``."""
-
-    def __init__(self, service: ServingService, executor: Executor,
-                 observer: RequestObserver | None = None,
-                 tensor_content_outputs: bool = False) -> None:
-        super().__init__(service, executor, observer)
         self._tensor_content = tensor_content_outputs
 
-    async def Predict(self, request: Any, context: Any) -> Any:
-        return await self._call(context, "Predict", lambda: self._predict(request, context),
-                                request.model_spec.name)
-
-    def _predict(self, request: Any, context: Any) -> Any:
+    def Predict(self, request: Any, context: grpc.ServicerContext) -> Any:
         spec = spec_from_proto(request)
-        remaining = context.time_remaining() if context is not None else None
+        remaining = context.time_remaining()
         timeout_ms = int(remaining * 1000) if remaining else None
         codec = ProtoPredictCodec(request, predict_pb2.PredictResponse, self._tensor_content)
         return self.service.predict(spec, codec, timeout_ms=timeout_ms)
 
-    async def Classify(self, request: Any, context: Any) -> Any:
-        return await self._call(context, "Classify", lambda: self._classify(request),
-                                request.model_spec.name)
-
-    def _classify(self, request: Any) -> Any:
+    def Classify(self, request: Any, context: grpc.ServicerContext) -> Any:
         spec = spec_from_proto(request)
         result = self.service.classify(spec, serialized_examples(request.input))
         response = classification_pb2.ClassificationResponse()
@@ -158,11 +134,7 @@ class PredictionServicer(
         fill_classification(response.result, result.classes, result.scores)
         return response
 
-    async def Regress(self, request: Any, context: Any) -> Any:
-        return await self._call(context, "Regress", lambda: self._regress(request),
-                                request.model_spec.name)
-
-    def _regress(self, request: Any) -> Any:
+    def Regress(self, request: Any, context: grpc.ServicerContext) -> Any:
         spec = spec_from_proto(request)
         result = self.service.regress(spec, serialized_examples(request.input))
         response = regression_pb2.RegressionResponse()
@@ -170,10 +142,7 @@ class PredictionServicer(
         fill_regression(response.result, result.values)
         return response
 
-    async def MultiInference(self, request: Any, context: Any) -> Any:
-        return await self._call(context, "MultiInference", lambda: self._multi(request))
-
-    def _multi(self, request: Any) -> Any:
+    def MultiInference(self, request: Any, context: grpc.ServicerContext) -> Any:
         tasks = []
         for task in request.tasks:
             proto = task.model_spec
@@ -195,10 +164,7 @@ class PredictionServicer(
                 fill_regression(out.regression_result, result.regression)
         return response
 
-    async def GetModelMetadata(self, request: Any, context: Any) -> Any:
-        return await self._call(context, "GetModelMetadata", lambda: self._metadata(request))
-
-    def _metadata(self, request: Any) -> Any:
+    def GetModelMetadata(self, request: Any, context: grpc.ServicerContext) -> Any:
         spec = spec_from_proto(request)
         if not request.metadata_field:
             raise invalid_argument(
@@ -212,19 +178,27 @@ class PredictionServicer(
         response.metadata["signature_def"].Pack(result.signature_def_map)
         return response
 
+    def methods(self) -> dict[str, tuple[Method, type[Any]]]:
+        """Method name -> (method, request message class)."""
+        return {
+            "Predict": (self.Predict, predict_pb2.PredictRequest),
+            "Classify": (self.Classify, classification_pb2.ClassificationRequest),
+            "Regress": (self.Regress, regression_pb2.RegressionRequest),
+            "MultiInference": (self.MultiInference, inference_pb2.MultiInferenceRequest),
+            "GetModelMetadata": (self.GetModelMetadata,
+                                 get_model_metadata_pb2.GetModelMetadataRequest),
+        }
 
-class ModelServicer(_Base, model_service_pb2_grpc.ModelServiceServicer):  # type: ignore[misc]
-    """``tensorflow.serving.ModelService``: status and config reload."""
 
-    def __init__(self, service: ServingService, executor: Executor,
-                 reload: ReloadHandler | None = None) -> None:
-        super().__init__(service, executor, None)
+class ModelServicer:
+    """``tensorflow.serving.ModelService``: status and config reload (same contract as
+    ``PredictionServicer``)."""
+
+    def __init__(self, service: ServingService, reload: ReloadHandler | None = None) -> None:
+        self.service = service
         self._reload = reload
 
-    async def GetModelStatus(self, request: Any, context: Any) -> Any:
-        return await self._call(context, "GetModelStatus", lambda: self._status(request))
-
-    def _status(self, request: Any) -> Any:
+    def GetModelStatus(self, request: Any, context: grpc.ServicerContext) -> Any:
         spec = spec_from_proto(request)
         response = get_model_status_pb2.GetModelStatusResponse()
         for state in self.service.status(spec.name, spec.version):
@@ -236,11 +210,7 @@ class ModelServicer(_Base, model_service_pb2_grpc.ModelServiceServicer):  # type
                 entry.status.error_message = state.error.message
         return response
 
-    async def HandleReloadConfigRequest(self, request: Any, context: Any) -> Any:
-        return await self._call(context, "HandleReloadConfigRequest",
-                                lambda: self._reload_config(request))
-
-    def _reload_config(self, request: Any) -> Any:
+    def HandleReloadConfigRequest(self, request: Any, context: grpc.ServicerContext) -> Any:
         if self._reload is None:
             raise ServingError(StatusCode.UNIMPLEMENTED, "Config reload is not enabled")
         self._reload(request.config)
@@ -248,64 +218,153 @@ class ModelServicer(_Base, model_service_pb2_grpc.ModelServiceServicer):  # type
         response.status.error_code = 0
         return response
 
+    def methods(self) -> dict[str, tuple[Method, type[Any]]]:
+        """Method name -> (method, request message class)."""
+        return {
+            "GetModelStatus": (self.GetModelStatus, get_model_status_pb2.GetModelStatusRequest),
+            "HandleReloadConfigRequest": (self.HandleReloadConfigRequest,
+                                          model_management_pb2.ReloadConfigRequest),
+        }
 
-def channel_options(max_message_bytes: int) -> list[tuple[str, int]]:
+
+def raw_handlers(methods: dict[str, tuple[Method, type[Any]]], limiter: InflightLimit,
+                 observer: RequestObserver | None) -> dict[str, grpc.RpcMethodHandler[Any, Any]]:
+    """Unary raw-bytes handlers (no gRPC serializers) around servicer methods.
+
+    Each call takes a slot of ``limiter`` (refused with UNAVAILABLE when none is free), parses
+    the request bytes, runs the method, serializes the response and, for Predict, Classify and
+    Regress, reports (model, API, code, seconds) to ``observer``. Errors end the call with
+    ``context.abort`` and the mapped status.
+    """
+    return {name: grpc.unary_unary_rpc_method_handler(
+        _raw_call(name, method, request_type, limiter,
+                  observer if name in OBSERVED_APIS else None))
+        for name, (method, request_type) in methods.items()}
+
+
+def _raw_call(api: str, method: Method, request_type: type[Any], limiter: InflightLimit,
+              observer: RequestObserver | None) -> Callable[[bytes, grpc.ServicerContext], bytes]:
+    parse = request_type.FromString
+
+    def call(data: bytes, context: grpc.ServicerContext) -> bytes:
+        started = time.perf_counter()
+        try:
+            limiter.acquire()
+        except ServingError as err:
+            context.abort(grpc_status(err.code), truncate(err.message))
+        model = ""
+        try:
+            try:
+                request = parse(data)
+            except DecodeError:
+                raise internal(f"Failed to parse the {request_type.__name__}") from None
+            if observer is not None:
+                model = request.model_spec.name
+            response: bytes = method(request, context).SerializeToString()
+        except ServingError as err:
+            error = err
+        except Exception as exc:  # never UNKNOWN with a traceback to the client, never a crash
+            log.exception("gRPC %s failed", api)
+            error = as_serving_error(exc)
+        else:
+            if observer is not None:
+                observer(model, api, StatusCode.OK, time.perf_counter() - started)
+            return response
+        finally:
+            limiter.release()
+        if observer is not None:
+            observer(model, api, error.code, time.perf_counter() - started)
+        context.abort(grpc_status(error.code), truncate(error.message))
+        raise AssertionError("unreachable: context.abort raises")  # pragma: no cover
+
+    return call
+
+
+def channel_options(max_message_bytes: int, reuse_port: bool = False) -> list[tuple[str, int]]:
+    """The server's channel arguments: message size limits both ways, and ``SO_REUSEPORT`` only
+    when ``reuse_port`` (several worker processes share one port)."""
     return [("grpc.max_send_message_length", max_message_bytes),
             ("grpc.max_receive_message_length", max_message_bytes),
-            ("grpc.so_reuseport", 0)]
+            ("grpc.so_reuseport", 1 if reuse_port else 0)]
 
 
-async def start_grpc_server(service: ServingService, executor: Executor, host: str,
+class GrpcServer:
+    """A started sync ``grpc.server`` plus its health servicer.
+
+    ``stop`` is a coroutine (the server's IO loop awaits it beside REST's cleanup); it never
+    blocks the loop. The pool the server runs calls on belongs to the caller and is not shut down
+    here.
+    """
+
+    def __init__(self, server: grpc.Server, health: Any) -> None:
+        self.server = server
+        self._health = health
+
+    async def stop(self, grace: float | None) -> None:
+        """Refuse new calls at once, give calls in flight up to ``grace`` seconds (None: cancel
+        them now), then cancel what is left; returns once gRPC has shut down."""
+        self._health.enter_graceful_shutdown()  # Watch streams see NOT_SERVING
+        done = self.server.stop(grace)
+        while not done.is_set():  # a threading.Event: look, don't block the loop
+            await asyncio.sleep(STOP_POLL_SECONDS)
+
+
+async def start_grpc_server(service: ServingService, executor: ThreadPoolExecutor, host: str,
                             port: int | None, *, max_message_bytes: int,
                             reload: ReloadHandler | None = None,
                             observer: RequestObserver | None = None, auth_token: str = "",
                             limiter: InflightLimit | None = None, unix_socket: str = "",
-                            profiler: bool = False) -> tuple[Any, int]:
-    """Start a grpc.aio server on the running loop; returns (server, bound port).
+                            profiler: bool = False, reuse_port: bool = False
+                            ) -> tuple[GrpcServer, int]:
+    """Start a sync ``grpc.server`` whose calls run on ``executor`` (the predict pool); returns
+    (server, bound port). A coroutine so the IO loop can call it; it does not use the loop.
 
     ``auth_token`` (nbserve): every call needs the metadata ``authorization: Bearer <token>``
-    (the health service is exempt on a loopback ``host``). ``limiter`` bounds the RPCs in flight.
-    Raises OSError naming the port when it cannot bind. ``unix_socket`` (issue 14, an absolute
-    path claimed by ``nbserve.transport.unix_socket``): also listen on ``unix:<path>``; with
-    ``port`` None gRPC listens there only (the bound port returned is then 0). ``profiler``:
-    also serve ``tensorflow.ProfilerService`` (``nbserve.transport.profiler``).
+    (the health service is exempt on a loopback ``host``). ``limiter`` bounds the RPCs in flight,
+    shared with REST; calls beyond its limit waiting for a pool thread are refused by gRPC with
+    RESOURCE_EXHAUSTED. Raises OSError naming the address when it cannot bind. ``unix_socket``
+    (issue 14, an absolute path claimed by ``nbserve.transport.unix_socket``): also listen on
+    ``unix:<path>``; with ``port`` None gRPC listens there only (the bound port returned is then
+    0). ``profiler``: also serve ``tensorflow.ProfilerService`` (``nbserve.transport.profiler``).
+    ``reuse_port``: bind with ``SO_REUSEPORT`` (worker processes sharing the port).
     """
-    from grpc_health.v1 import (
-        health,
-        health_pb2,
-        health_pb2_grpc,
-    )
+    from grpc_health.v1 import health, health_pb2, health_pb2_grpc
     from grpc_reflection.v1alpha import reflection
 
+    limiter = limiter or InflightLimit(0)
     interceptors = [grpc_auth_interceptor(auth_token, host)] if auth_token else []
-    server = grpc.aio.server(options=channel_options(max_message_bytes),
-                             interceptors=interceptors)
-    servicers = (PredictionServicer(service, executor, observer),
-                 ModelServicer(service, executor, reload))
-    for servicer in servicers:
-        servicer._limiter = limiter or InflightLimit(0)
-    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(servicers[0], server)
-    model_service_pb2_grpc.add_ModelServiceServicer_to_server(servicers[1], server)
-    health_servicer = health.aio.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    for name in ("", PREDICTION_SERVICE, MODEL_SERVICE, "PredictionService", "ModelService"):
-        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    if profiler:
-        from nbserve.transport.profiler import profiler_handler
+    server = grpc.server(executor, interceptors=interceptors,
+                         options=channel_options(max_message_bytes, reuse_port),
+                         maximum_concurrent_rpcs=limiter.limit if limiter.limit > 0 else None)
+    try:
+        server.add_registered_method_handlers(PREDICTION_SERVICE, raw_handlers(
+            PredictionServicer(service).methods(), limiter, observer))
+        server.add_registered_method_handlers(MODEL_SERVICE, raw_handlers(
+            ModelServicer(service, reload).methods(), limiter, None))
+        health_servicer = health.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+        for name in HEALTH_NAMES:
+            health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+        if profiler:
+            from nbserve.transport.profiler import profiler_handler
 
-        server.add_generic_rpc_handlers((profiler_handler(),))
-    reflection.enable_server_reflection(
-        (PREDICTION_SERVICE, MODEL_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
-    bound = 0
-    if port is not None:
-        bound = _listen(server, f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
-    if unix_socket:
-        _listen(server, grpc_address(unix_socket))
-    await server.start()
-    return server, bound
+            server.add_generic_rpc_handlers((profiler_handler(),))
+        reflection.enable_server_reflection(
+            (PREDICTION_SERVICE, MODEL_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME),
+            server)
+        bound = 0
+        if port is not None:
+            bound = _listen(server, f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
+        if unix_socket:
+            _listen(server, grpc_address(unix_socket))
+        server.start()
+    except BaseException:
+        server.stop(None)
+        raise
+    return GrpcServer(server, health_servicer), bound
 
 
-def _listen(server: Any, address: str) -> int:
+def _listen(server: grpc.Server, address: str) -> int:
     """``add_insecure_port`` with an OSError naming the address when it cannot bind."""
     try:
         bound = int(server.add_insecure_port(address))

@@ -2,7 +2,7 @@
 
 TF Serving registers TSL's profiler service on its gRPC server, so TensorBoard's "Capture profile"
 and ``tf.profiler.experimental.client.trace("grpc://host:8500", logdir, duration_ms)`` profile a
-live server. nbserve does the same in Python on its grpc.aio server: ``Profile`` runs one
+live server. nbserve does the same in Python on its gRPC server: ``Profile`` runs one
 TensorFlow profiler session (``nbserve.profiling.Capture``) for ``duration_ms`` (ended early by
 ``Terminate`` for the same session id, or by the client cancelling), then, as TSL's service,
 writes ``<repository_root>/<session_id>/<host_name>.xplane.pb`` (the client's logdir: the client
@@ -18,10 +18,10 @@ later); the options and XSpace types are TensorFlow's own.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import logging
 import socket
+import threading
 from typing import Any
 
 import grpc
@@ -111,36 +111,39 @@ def tracer_levels(request: Any) -> dict[str, int]:
 
 
 class ProfilerServicer:
-    """``Profile``, ``Terminate`` and ``Monitor`` of ``tensorflow.ProfilerService``."""
+    """``Profile``, ``Terminate`` and ``Monitor`` of ``tensorflow.ProfilerService``.
+
+    Methods run on the gRPC server's pool threads; ``Profile`` holds its thread for the
+    profile's duration (TensorFlow allows one profiler session per process, so at most one
+    thread waits at a time). Thread-safe.
+    """
 
     def __init__(self) -> None:
-        self._stops: dict[str, asyncio.Event] = {}
+        self._stops: dict[str, threading.Event] = {}
 
-    async def Profile(self, request: Any, context: Any) -> Any:  # gRPC names the methods
+    def Profile(self, request: Any, context: grpc.ServicerContext) -> Any:  # gRPC's method names
         from nbserve.profiling import Capture
 
-        loop = asyncio.get_running_loop()
         duration_ms = (request.opts.duration_ms if request.HasField("opts") else 0) or (
             request.duration_ms)
         try:
-            capture = await loop.run_in_executor(None, Capture, tracer_levels(request))
+            capture = Capture(tracer_levels(request))
         except ServingError as err:
-            await context.abort(grpc.StatusCode.INTERNAL, err.message)
-        stop = self._stops.setdefault(request.session_id, asyncio.Event())
+            context.abort(grpc.StatusCode.INTERNAL, err.message)
+        stop = self._stops.setdefault(request.session_id, threading.Event())
+        context.add_callback(stop.set)  # the call ends early: cancelled, or the server stops
         try:
-            await asyncio.wait_for(stop.wait(), duration_ms / 1000.0)
-        except asyncio.TimeoutError:
-            pass
-        except asyncio.CancelledError:  # the client went away: end the session, keep nothing
-            loop.run_in_executor(None, capture.collect)
-            raise
+            stop.wait(duration_ms / 1000.0)
         finally:
             self._stops.pop(request.session_id, None)
+        if not context.is_active():  # the client went away: end the session, keep nothing
+            capture.collect()
+            context.abort(grpc.StatusCode.CANCELLED, "The profile was cancelled")
         try:
-            return await loop.run_in_executor(None, self._finish, capture, request)
+            return self._finish(capture, request)
         except OSError as exc:
-            await context.abort(grpc.StatusCode.INTERNAL,
-                                f"Cannot save the profile: {exc.strerror or exc}")
+            context.abort(grpc.StatusCode.INTERNAL,
+                          f"Cannot save the profile: {exc.strerror or exc}")
 
     @staticmethod
     def _finish(capture: Any, request: Any) -> Any:
@@ -157,18 +160,18 @@ class ProfilerServicer:
             log.info("Profile %s saved to %s", request.session_id, path)
         return response
 
-    async def Terminate(self, request: Any, context: Any) -> Any:
+    def Terminate(self, request: Any, context: grpc.ServicerContext) -> Any:
         stop = self._stops.get(request.session_id)
         if stop is not None:
             stop.set()
         return messages()["TerminateResponse"]()
 
-    async def Monitor(self, request: Any, context: Any) -> Any:
-        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "unimplemented.")
+    def Monitor(self, request: Any, context: grpc.ServicerContext) -> Any:
+        context.abort(grpc.StatusCode.UNIMPLEMENTED, "unimplemented.")
 
 
 def profiler_handler(servicer: ProfilerServicer | None = None) -> grpc.GenericRpcHandler:
-    """The generic handler that serves ``tensorflow.ProfilerService`` on a grpc.aio server."""
+    """The generic handler that serves ``tensorflow.ProfilerService`` on a sync gRPC server."""
     servicer = servicer or ProfilerServicer()
     types = messages()
 
