@@ -194,6 +194,11 @@ def fixed_decimals(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     ``decimals`` is NaN there. Error bounds: ``y9`` (the value times the exact power of ten that
     gives it 9 integer digits) is off by at most 6e-8, ``y6 = y9 / 1000`` by 1.2e-10.
     """
+    with np.errstate(all="ignore"):  # NaN, inf and zeros go through the arithmetic too
+        return _fixed_decimals(values)
+
+
+def _fixed_decimals(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     bits = values.view(np.uint32)
     field = ((bits >> 23) & 0xFF).astype(np.intp)
     v = values.astype(np.float64)
