@@ -1,7 +1,18 @@
 """TF Serving's float formatting for REST responses and messages (spec §1.8).
 
 ``format_float`` formats one float32 or double; ``float_texts`` a whole array, vectorised, to the
-very same texts. Pure numpy: thread-safe, no I/O, no TensorFlow.
+very same texts; ``float32_json`` a whole float32 array as nested JSON arrays, compiled.
+
+The compiled path rests on one fact: where TF Serving's text of a float32 is in fixed notation
+(``-4 <= exponent < precision``), it is a decimal of at most 9 significant digits, and the double
+nearest to that decimal prints, in orjson's shortest round-trip form, as the very same characters
+(no other decimal of <= 15 digits rounds to that double; orjson writes fixed notation from 1e-5 to
+1e16 with ``.0`` after integers, as §1.8 does). ``fixed_decimals`` finds those doubles with numpy
+(``%g``'s six digits where they round-trip to the float32, else ``%.9g``'s nine), in double
+arithmetic whose error is bounded; a value within that error of a rounding tie, a value printed in
+exponent notation, NaN and the infinities are left to the exact formatter.
+
+Pure numpy (and orjson): thread-safe, no I/O, no TensorFlow.
 """
 
 from __future__ import annotations
@@ -11,8 +22,9 @@ from fractions import Fraction
 from typing import cast
 
 import numpy as np
+import orjson
 
-__all__ = ["float_texts", "format_float"]
+__all__ = ["fixed_decimals", "float32_json", "float_texts", "format_float"]
 
 
 def _float32_of_decimal(text: str) -> np.float32:
@@ -97,11 +109,130 @@ def _surely_not_six_digits(values: np.ndarray, spacing: np.ndarray, slack: float
 
 def float_texts(array: np.ndarray, double: bool = False) -> list[str]:
     """Every element of a float32 (or, ``double=True``, float64) array in the §1.8 format, flat
-    in C order. Vectorised: ``%g`` is tried (and verified by parsing back) only where it may
-    round-trip; NaN and infinities are the bare tokens.
+    in C order. Vectorised: float32 through ``fixed_decimals`` and orjson; doubles (and the
+    float32 values ``fixed_decimals`` leaves) by ``%g``, verified by parsing back, where it may
+    round-trip, else ``%.17g``/``%.9g``; NaN and infinities are the bare tokens.
     """
     with np.errstate(all="ignore"):
-        return _float_texts(array, double)
+        if double:
+            return _float_texts(array, double)
+        flat = np.ascontiguousarray(array, dtype=np.float32).ravel()
+        if flat.size <= _SCALAR_PATH_MAX:
+            return [format_float(value) for value in flat.tolist()]
+        decimals, special = fixed_decimals(flat)
+        texts = orjson.dumps(decimals, option=orjson.OPT_SERIALIZE_NUMPY).decode()[1:-1].split(",")
+        where = np.flatnonzero(special)
+        for index, text in zip(where.tolist(), _float_texts(flat[where], False), strict=True):
+            texts[index] = text
+        return texts
+
+
+def float32_json(array: np.ndarray) -> bytes:
+    """A float32 array as JSON text: nested arrays of its values in the §1.8 format (a bare
+    value for a 0-d array), byte for byte what ``float_texts`` + nesting would write."""
+    shaped = np.ascontiguousarray(array, dtype=np.float32)
+    with np.errstate(all="ignore"):
+        decimals, special = fixed_decimals(shaped.ravel())
+        text = orjson.dumps(decimals.reshape(shaped.shape), option=orjson.OPT_SERIALIZE_NUMPY)
+        where = np.flatnonzero(special)
+        if not where.size:
+            return text
+        parts = text.split(b"null")  # NaN writes null; no other null can occur in the text
+        exact = _float_texts(shaped.ravel()[where], False)
+    pieces = [parts[0]]
+    for index, piece in enumerate(parts[1:]):
+        pieces.append(exact[index].encode())
+        pieces.append(piece)
+    return b"".join(pieces)
+
+
+def _binade_tables() -> tuple[np.ndarray, ...]:
+    """Per float32 binade and side of the power of ten it may hold: lookup tables.
+
+    Index ``2 * b + above`` (``b`` the exponent field, ``above`` whether the value reaches the
+    binade's power of ten). The binade [2**(b-127), 2**(b-126)) holds at most one power of ten
+    (``_NEXT_TEN[b]``), so the decimal exponent is ``floor(log10(2**(b-127))) + above``.
+    Returns (next power of ten per b, decimal exponent, fixed-path candidate, 10**(8-e),
+    half the float32 gap scaled by 10**(5-e)).
+    """
+    next_ten = np.full(256, np.inf)
+    exponent = np.zeros(512, dtype=np.int8)
+    candidate = np.zeros(512, dtype=bool)
+    scale9 = np.ones(512)
+    half6 = np.ones(512)
+    for b in range(1, 255):
+        start = Fraction(2) ** (b - 127)
+        low = math.floor((b - 127) * math.log10(2))
+        while Fraction(10) ** (low + 1) <= start:
+            low += 1
+        while Fraction(10) ** low > start:
+            low -= 1
+        next_ten[b] = float(f"1e{low + 1}")  # no float32 lies between it and 10**(low+1)
+        for above in (0, 1):
+            e = low + above
+            index = 2 * b + above
+            exponent[index] = max(-128, min(127, e))
+            candidate[index] = -5 <= e <= 8
+            if candidate[index]:
+                scale9[index] = float(f"1e{8 - e}")  # exact: 0 <= 8 - e <= 13
+                half6[index] = 2.0 ** (b - 150) * float(f"1e{5 - e}") / 2
+    return next_ten, exponent, candidate, scale9, half6
+
+
+_NEXT_TEN, _EXPONENT, _CANDIDATE, _SCALE9, _HALF6 = _binade_tables()
+# Divisors 10**(digits - 1 - x) for the fixed texts, at index 16 * short + x + 5 (x in [-5, 9]).
+_DIVISORS = np.array([float(f"1e{max(0, (6 if short else 9) - 1 - (k - 5))}")
+                      for short in (0, 1) for k in range(16)])
+
+
+def fixed_decimals(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For a flat float32 array: ``(decimals, special)``.
+
+    Where ``special`` is False, ``decimals`` holds the double nearest to the §1.8 text of that
+    value (±0 for zeros), and that text is in fixed notation. ``special`` marks NaN, ±inf, values
+    printed in exponent notation and those within the arithmetic's error bound of a rounding tie;
+    ``decimals`` is NaN there. Error bounds: ``y9`` (the value times the exact power of ten that
+    gives it 9 integer digits) is off by at most 6e-8, ``y6 = y9 / 1000`` by 1.2e-10.
+    """
+    with np.errstate(all="ignore"):  # NaN, inf and zeros go through the arithmetic too
+        return _fixed_decimals(values)
+
+
+def _fixed_decimals(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    bits = values.view(np.uint32)
+    field = ((bits >> 23) & 0xFF).astype(np.intp)
+    v = values.astype(np.float64)
+    a = np.abs(v)
+    index = field << 1
+    index += a >= _NEXT_TEN.take(field)
+    y9 = a * _SCALE9.take(index)
+    n9 = np.rint(y9)
+    y6 = y9 / 1000.0
+    n6 = np.rint(y6)
+    # Does %g's 6-digit decimal n6 * 10**(e-5) parse back (strtof) to the float32? Iff it lies
+    # within half the gap to the neighbouring float32 (the gap below a power of two is half).
+    delta = n6 - y6
+    distance = np.abs(delta)
+    half = _HALF6.take(index)
+    half[(delta < 0) & ((bits & 0x7FFFFF) == 0)] *= 0.5
+    short = distance < half
+    unsure = distance > 0.5 - 1e-7  # a tie in %g's rounding
+    unsure |= np.abs(distance - half) < 1e-9  # on the edge of round-tripping
+    unsure |= ~short & (np.abs(y9 - n9) > 0.5 - 1e-6)  # a tie in %.9g's rounding
+    n = np.where(short, n6, n9)
+    carry = n >= np.where(short, 1e6, 1e9)  # 999999.5 -> 1e+06: one more decimal exponent
+    n[carry] /= 10
+    x = _EXPONENT.take(index) + carry.view(np.int8)
+    fixed = (x >= -4) & (x <= np.where(short, 5, 8))
+    zero = a == 0
+    special = ~(_CANDIDATE.take(index) & fixed & ~unsure | zero)
+    x[special] = 0
+    x += 5 + (short.view(np.int8) << 4)
+    decimals = n / _DIVISORS.take(x)
+    np.copysign(decimals, v, out=decimals)
+    decimals[zero] = v[zero]
+    decimals[special] = np.nan
+    return decimals, special
 
 
 _SCALAR_PATH_MAX = 8  # below this many values one-by-one formatting beats the vector set-up

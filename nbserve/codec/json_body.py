@@ -92,7 +92,20 @@ class PredictBody:
 
 def may_hold_bools(raw: bytes | bytearray | None) -> bool:
     """False only when ``raw`` (the body) surely holds no ``true``/``false`` token."""
-    return not isinstance(raw, (bytes, bytearray)) or b"true" in raw or b"false" in raw
+    if not isinstance(raw, (bytes, bytearray)):
+        return True
+    data = bytes(raw) if isinstance(raw, bytearray) else raw
+    # Substring search is slow on big bodies; a numeric body has few 'u' or 'l' bytes (in its
+    # keys), so look at each of those: is it the 'u' of a true or the 'l' of a false?
+    for byte, word, offset in ((0x75, b"true", 2), (0x6C, b"false", 2)):
+        seen = 0
+        position = data.find(byte)
+        while position >= 0:
+            if data.startswith(word, position - offset) or seen == 64:
+                return True  # a token (or too many bytes to look at: maybe one)
+            seen += 1
+            position = data.find(byte, position + 1)
+    return False
 
 
 def read_predict_body(doc: Any, raw: bytes | None = None) -> PredictBody:

@@ -1,6 +1,7 @@
 """Tensors -> TF Serving's REST JSON: the Predict response body (spec §1.6, §1.8).
 
-``encode_predict_response`` writes compact JSON (floats per §1.8 via ``float_format``); strings
+``encode_predict_response`` writes compact JSON (floats per §1.8 via ``float_format``; a response
+of one float32 tensor, the common case, in one compiled pass by ``float32_json``); strings
 that are not UTF-8 are written with U+FFFD in place of the bad bytes, as JSON text must be UTF-8:
 name an output ``*_bytes`` to get exact bytes as b64. ``leaf_texts`` / ``nest_texts`` are shared
 with the Classify/Regress encoders. Pure functions: thread-safe, no I/O, no TensorFlow.
@@ -16,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from nbserve.codec.float_format import float_texts
+from nbserve.codec.float_format import float32_json, float_texts
 from nbserve.errors import invalid_argument
 from nbserve.servables.dtypes import datatype_string, dtype_name
 from nbserve.servables.signature import Signature
@@ -106,6 +107,11 @@ def nest_texts(leaves: list[str], shape: tuple[int, ...], keep: int) -> list[str
     return items
 
 
+def _compiled(array: np.ndarray) -> bool:
+    """Whether ``float32_json`` writes this tensor (float32 with a dimension; byte-identical)."""
+    return array.dtype == np.float32 and array.ndim > 0
+
+
 def encode_predict_response(outputs: Mapping[str, np.ndarray], body_format: str,
                             signature: Signature | None = None) -> bytes:
     """The Predict response body (compact JSON, UTF-8).
@@ -123,6 +129,8 @@ def encode_predict_response(outputs: Mapping[str, np.ndarray], body_format: str,
         declared = {alias: info.dtype for alias, info in signature.outputs.items()}
     if body_format == "row":
         return _encode_rows(names, arrays, declared)
+    if body_format == "columnar" and len(names) == 1 and _compiled(arrays[names[0]]):
+        return b'{"outputs":' + float32_json(arrays[names[0]]) + b"}"
     if body_format == "columnar":
         texts = {name: nest_texts(leaf_texts(name, arrays[name], declared.get(name)),
                                   arrays[name].shape, 0)[0] for name in names}
@@ -145,6 +153,8 @@ def _encode_rows(names: list[str], arrays: dict[str, np.ndarray],
             raise invalid_argument(f"Tensor name: {name} has inconsistent batch size: "
                                    f"{array.shape[0]} expecting: {batch}")
         batch = array.shape[0]
+    if len(names) == 1 and _compiled(arrays[names[0]]):  # the rows nest as the whole tensor
+        return b'{"predictions":' + float32_json(arrays[names[0]]) + b"}"
     rows = {name: nest_texts(leaf_texts(name, arrays[name], declared.get(name)),
                              arrays[name].shape, 1) for name in names}
     if len(names) == 1:

@@ -4,15 +4,19 @@ Spec: ``tfserving.md`` §1.3, §1.9 (TF Serving parses bodies with rapidjson).
 
 ``parse_json(body)`` follows rapidjson's ``kParseNanAndInfFlag`` rules: ``NaN``, ``Inf``,
 ``Infinity``, ``-Inf``, ``-Infinity`` (and ``-NaN``) are numbers; parsing stops after the first
-complete value; malformed input fails with rapidjson's message and byte offset. Integer tokens come
-back as ``int``, decimal tokens as ``float`` (dtype checks and tf.Example kinds depend on it),
+complete value; malformed input fails with rapidjson's message and byte offset. Integer tokens
+within [-2**63, 2**64) come back as ``int``, other integers as the double rapidjson holds
+(``as_double``), decimal tokens as ``float`` (dtype checks and tf.Example kinds depend on it),
 strings as ``str`` (bytes that are not UTF-8 survive as ``surrogateescape`` code points:
 ``utf8_bytes`` gives the original bytes back), objects as ``dict`` in which, as with rapidjson's
-``FindMember``, the first of duplicate keys wins. The fast path is ``json.JSONDecoder``; only a
-document it rejects (or one with ``Inf``/``-NaN`` tokens, a BOM, non-UTF-8 bytes or UTF-16
-surrogate escapes) goes through the exact, slower byte-level parser. Deviation: a number literal
-beyond the double range (``1e400``) becomes ±inf on the fast path where rapidjson reports
-``Number too big to be stored in double.``.
+``FindMember``, the first of duplicate keys wins.
+
+Three readers, tried in turn, give the same document: ``fast_reader.fast_parse`` (orjson; it
+declines every body where it might differ, see there), then ``parse_json_exact``: first
+``json.JSONDecoder``, and only for a document it rejects (or one with ``Inf``/``-NaN`` tokens, a
+BOM, non-UTF-8 bytes or UTF-16 surrogate escapes) the exact, slower byte-level parser.
+Deviation: a number literal beyond the double range (``1e400``) becomes ±inf on the
+``JSONDecoder`` path where rapidjson reports ``Number too big to be stored in double.``.
 
 ``json_value_to_string`` renders a parsed value the way TF Serving quotes it in messages
 (``JSON Value: <v> ...``): rapidjson's ``PrettyWriter`` (4-space indent, ``"key": value``), a
@@ -28,6 +32,7 @@ import math
 import re
 from typing import Any, AnyStr
 
+from nbserve.codec.fast_reader import UNDECIDED, fast_parse
 from nbserve.codec.float_format import format_float
 from nbserve.errors import ServingError, invalid_argument
 
@@ -40,6 +45,7 @@ __all__ = [
     "json_type_name",
     "json_value_to_string",
     "parse_json",
+    "parse_json_exact",
     "utf8_bytes",
 ]
 
@@ -122,7 +128,15 @@ def _first_wins(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return result
 
 
-_DECODER = json.JSONDecoder(object_pairs_hook=_first_wins)
+def _rj_integer(token: str) -> int | float:
+    """An integer token as rapidjson holds it: int64/uint64, else a double."""
+    if len(token) > 21:  # beyond 64 bits for sure (and maybe past int()'s digit limit)
+        return float(token)
+    value = int(token)
+    return value if INT64_MIN <= value < UINT64_END else float(value)
+
+
+_DECODER = json.JSONDecoder(object_pairs_hook=_first_wins, parse_int=_rj_integer)
 _WS_TEXT = re.compile(r"[ \t\n\r]*")
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
@@ -134,12 +148,27 @@ def _span_end(pattern: re.Pattern[AnyStr], text: AnyStr, pos: int) -> int:
     return match.end()
 
 
+def _body_bytes(body: bytes | bytearray | memoryview | str) -> bytes:
+    if isinstance(body, str):
+        return body.encode("utf-8", "surrogateescape")
+    return bytes(body)
+
+
 def parse_json(body: bytes | bytearray | memoryview | str) -> Any:
     """Parse a request body as TF Serving does (see the module docstring). Raises ServingError."""
-    if isinstance(body, str):
-        body = body.encode("utf-8", "surrogateescape")
-    else:
-        body = bytes(body)
+    body = _body_bytes(body)
+    if not body:
+        raise invalid_argument("JSON Parse error: The document is empty")
+    value = fast_parse(body)
+    if value is not UNDECIDED:
+        return value
+    return parse_json_exact(body)
+
+
+def parse_json_exact(body: bytes | bytearray | memoryview | str) -> Any:
+    """``parse_json`` without the orjson fast path: the reference the fast path must agree with.
+    """
+    body = _body_bytes(body)
     if not body:
         raise invalid_argument("JSON Parse error: The document is empty")
     if body[0] == 0xEF or (b"\\u" in body and _SURROGATE_ESCAPE.search(body)):
@@ -311,8 +340,8 @@ class _ExactParser:
         if match is not None and self.peek(match.end()) not in (0x2E, 0x65, 0x45):
             token = match.group()
             if match.group(1) is None and match.group(2) is None:
-                integer = int(token)
-                if not INT64_MIN <= integer < UINT64_END and math.isinf(as_double(integer)):
+                integer = _rj_integer(token.decode("ascii"))
+                if type(integer) is float and math.isinf(integer):
                     raise _parse_error("too_big", pos)
                 return integer, match.end()
             number = float(token)
@@ -368,8 +397,8 @@ class _ExactParser:
                 pos += 1
             decimal = True
         token = self.data[start:pos]
-        number: int | float = float(token) if decimal else int(token)
-        if math.isinf(as_double(number)):
+        number = float(token) if decimal else _rj_integer(token.decode("ascii"))
+        if math.isinf(number):
             raise _parse_error("too_big", start)
         return number, pos
 

@@ -215,9 +215,33 @@ json_values = st.recursive(
 @given(json_values)
 def test_fast_and_exact_parsers_agree_with_python_json(value):
     body = json.dumps(value).encode()
-    expected = json.loads(body)
+    expected = json.loads(body, parse_int=_rj_int)
     assert parse_json(body) == expected
+    assert rapidjson.parse_json_exact(body) == expected
     assert rapidjson._ExactParser(body).parse() == expected
+
+
+def _rj_int(token: str) -> int | float:
+    """rapidjson holds an integer outside [-2**63, 2**64) as a double."""
+    value = int(token)
+    return value if rapidjson.INT64_MIN <= value < rapidjson.UINT64_END else float(value)
+
+
+def test_integers_beyond_64_bits_are_doubles_as_in_rapidjson():
+    values = [2 ** 64 - 1, 2.0 ** 64, -(2.0 ** 63), 7.777777777777778e299]
+    body = b"[18446744073709551615, 18446744073709551616, -9223372036854775809, " + b"7" * 300
+    for tail in (b"]", b", NaN]"):  # orjson, then the exact readers
+        for parse in (parse_json, rapidjson.parse_json_exact,
+                      lambda b: rapidjson._ExactParser(b).parse()):
+            doc = parse(body + tail)
+            assert doc[:4] == values and [type(v) for v in doc[:4]] == [int, float, float, float]
+
+
+def test_integers_past_pythons_digit_limit_are_infinite_or_too_big():
+    body = b"[" + b"7" * 5000 + b"]"
+    assert parse_json(body) == rapidjson.parse_json_exact(body) == [math.inf]
+    err = error_of(lambda b: rapidjson._ExactParser(b).parse(), body)
+    assert err.message == "JSON Parse error: Number too big to be stored in double. at offset: 1"
 
 
 # ----------------------------------------------------------------------------- rendering
