@@ -249,10 +249,10 @@ class ModelServicer(_Base, model_service_pb2_grpc.ModelServiceServicer):  # type
         return response
 
 
-def channel_options(max_message_bytes: int) -> list[tuple[str, int]]:
+def channel_options(max_message_bytes: int, reuse_port: bool = False) -> list[tuple[str, int]]:
     return [("grpc.max_send_message_length", max_message_bytes),
             ("grpc.max_receive_message_length", max_message_bytes),
-            ("grpc.so_reuseport", 0)]
+            ("grpc.so_reuseport", 1 if reuse_port else 0)]
 
 
 async def start_grpc_server(service: ServingService, executor: Executor, host: str,
@@ -260,7 +260,7 @@ async def start_grpc_server(service: ServingService, executor: Executor, host: s
                             reload: ReloadHandler | None = None,
                             observer: RequestObserver | None = None, auth_token: str = "",
                             limiter: InflightLimit | None = None, unix_socket: str = "",
-                            profiler: bool = False) -> tuple[Any, int]:
+                            profiler: bool = False, reuse_port: bool = False) -> tuple[Any, int]:
     """Start a grpc.aio server on the running loop; returns (server, bound port).
 
     ``auth_token`` (nbserve): every call needs the metadata ``authorization: Bearer <token>``
@@ -278,7 +278,7 @@ async def start_grpc_server(service: ServingService, executor: Executor, host: s
     from grpc_reflection.v1alpha import reflection
 
     interceptors = [grpc_auth_interceptor(auth_token, host)] if auth_token else []
-    server = grpc.aio.server(options=channel_options(max_message_bytes),
+    server = grpc.aio.server(options=channel_options(max_message_bytes, reuse_port),
                              interceptors=interceptors)
     servicers = (PredictionServicer(service, executor, observer),
                  ModelServicer(service, executor, reload))
