@@ -8,6 +8,10 @@ that fails to load leaves the server up (END with its error). As TF Serving, gRP
 once every initial model is AVAILABLE or END; ``--open_ports_before_load`` opens them at once. This
 is the only module that installs signal handlers; a SIGINT/SIGTERM during the initial load stops
 the server before any port opens.
+
+``--num_workers=N`` (N > 1) runs N worker processes sharing the ports (``nbserve.workers``): this
+process then supervises them and serves nothing; each worker is this same program, started with
+the parent's options (``WorkerRole``), and runs ``serve_forever`` as a one-process server does.
 """
 
 from __future__ import annotations
@@ -19,10 +23,13 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nbserve.errors import ServingError
 from nbserve.options import ModelConfig, ServerOptions
+
+if TYPE_CHECKING:
+    from nbserve.workers import WorkerRole
 
 log = logging.getLogger("nbserve.cli")
 
@@ -116,6 +123,9 @@ IMPLEMENTED: tuple[Flag, ...] = (
          "(TensorBoard's Capture profile, tf.profiler.experimental.client.trace)"),
     Flag("open_ports_before_load", _bool, False, "nbserve: open gRPC and REST at once instead "
          "of once every initial model is AVAILABLE or END"),
+    # issue 12: worker processes
+    Flag("num_workers", int, 1, "nbserve: serving processes sharing the REST and gRPC ports "
+         "(SO_REUSEPORT, Linux), each loading every model; 1: one process"),
 )
 NOT_IMPLEMENTED = tuple(Flag(name, str, None, "TF Serving flag not implemented by nbserve yet",
                              False) for name in (
@@ -262,8 +272,12 @@ def usage() -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the server until SIGINT/SIGTERM; returns the process exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname).1s %(name)s] %(message)s")
+    from nbserve.workers import WorkerRole, log_format
+
+    role = WorkerRole.from_env()
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format=log_format(role))
+    if role is not None:  # a worker of `--num_workers=N`: the parent parsed the flags
+        return serve_forever(role.options(), role)
     if any(a in ("-h", "--help", "-help", "--helpfull") for a in argv):
         print(usage())
         return 0
@@ -275,26 +289,68 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"nbserve ModelServer: {VERSION}")
             return 0
         options = options_from_flags(values)
+        num_workers = values["num_workers"]
+        _check_workers(num_workers, options)
     except UsageError as exc:
         print(f"nbserve-server: {exc}\n\n{usage()}", file=sys.stderr)
         return 2
     except ServingError as exc:
         print(f"Failed to start server. Error: {exc.with_prefix()}", file=sys.stderr)
         return 1
+    if num_workers > 1:
+        return supervise(options, num_workers)
     return serve_forever(options)
 
 
-def serve_forever(options: ServerOptions) -> int:
+def _check_workers(num_workers: int, options: ServerOptions) -> None:
+    from nbserve.workers import check_supported
+
+    problem = check_supported(num_workers, options)
+    if problem:
+        raise UsageError(problem)
+
+
+def supervise(options: ServerOptions, num_workers: int) -> int:
+    """``--num_workers`` > 1: run the workers until SIGINT/SIGTERM, drain them; the exit code
+    (``nbserve.workers.Supervisor``: 0 after a clean drain)."""
+    from nbserve.workers import Supervisor
+
+    signalled: list[int] = []
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        signalled.append(signum)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, on_signal)
+    return Supervisor(options, num_workers).run(lambda: bool(signalled))
+
+
+def serve_forever(options: ServerOptions, role: WorkerRole | None = None) -> int:
     """Start, serve until SIGINT/SIGTERM, stop gracefully; the exit code.
 
     The signal handler only sets flags (``signalled`` here, ``Server.cancel_start()`` there):
     it never raises into whatever the main thread is doing, so a signal at any moment of the
     start-up leaves no lock held and no half-started server. A signal during the initial load
-    stops before any port opens (exit 0)."""
-    from nbserve.initial_load import StartCancelled
-    from nbserve.server import Server, ServerStartError
+    stops before any port opens (exit 0). As a worker (``role``), it shares its metrics, tells
+    the parent when its ports are open instead of printing the ready lines (the parent prints
+    them once), and also stops when the parent is gone."""
+    from nbserve.server import Server
 
     server = Server(options)  # Server.start() warns when the bind is not loopback
+    writer = role.share_metrics(server.metrics) if role is not None else None
+    try:
+        return _serve(server, options, role)
+    finally:
+        if writer is not None:
+            writer.close()
+        if role is not None:
+            role.remove_directory_if_orphaned()
+
+
+def _serve(server: Any, options: ServerOptions, role: WorkerRole | None) -> int:
+    from nbserve.initial_load import StartCancelled
+    from nbserve.server import ServerStartError
+
     signalled: list[int] = []
 
     def on_signal(signum: int, _frame: Any) -> None:
@@ -311,14 +367,24 @@ def serve_forever(options: ServerOptions) -> int:
     except (ServerStartError, ServingError) as exc:
         print(f"Failed to start server. Error: {exc}", file=sys.stderr)
         return 1
+    if role is not None:  # the parent prints the ready lines once
+        role.ready(server.rest_port, server.grpc_port)
+    else:
+        _log_ready(server)
+    while not signalled:
+        if role is not None and role.orphaned():
+            log.warning("The parent process is gone: stopping")
+            break
+        time.sleep(0.2)
+    log.info("Shutting down: in-flight requests get up to %g s", options.shutdown_grace_seconds)
+    server.stop()
+    return 0
+
+
+def _log_ready(server: Any) -> None:
     if server.rest_url:
         log.info("Exporting HTTP/REST API at:%s ...", server.rest_url)
     if server.grpc_target:
         log.info("Running gRPC ModelServer at %s ...", server.grpc_target)
     if server.grpc_socket_path:
         log.info("Running gRPC ModelServer at unix:%s ...", server.grpc_socket_path)
-    while not signalled:
-        time.sleep(0.2)
-    log.info("Shutting down: in-flight requests get up to %g s", options.shutdown_grace_seconds)
-    server.stop()
-    return 0

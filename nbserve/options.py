@@ -150,6 +150,9 @@ class ServerOptions:
     grpc_socket_path: str = ""
     enable_profiler: bool = True
     open_ports_after_initial_load: bool = False
+    # issue 12: bind REST and gRPC with SO_REUSEPORT, so the N processes of ``nbserve-server
+    # --num_workers=N`` (``nbserve.workers``) share both ports; set in each worker, never by users
+    reuse_port: bool = False
 
     def replace(self, **changes: Any) -> ServerOptions:
         return dataclasses.replace(self, **changes)

@@ -101,12 +101,16 @@ class ServerStartError(RuntimeError):
     """The server could not start (a port is taken, a bad config): nothing is left running."""
 
 
-def bind_socket(host: str, port: int, flag: str) -> socket.socket:
-    """A listening TCP socket; a clear error naming the port (and the flag) when it is taken."""
+def bind_socket(host: str, port: int, flag: str, reuse_port: bool = False) -> socket.socket:
+    """A listening TCP socket; a clear error naming the port (and the flag) when it is taken.
+    ``reuse_port`` (``ServerOptions.reuse_port``, ``--num_workers``): bind with SO_REUSEPORT, so
+    the processes of one server share the port (the kernel spreads connections over them)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind((host, port))
         sock.listen(1024)
         sock.setblocking(False)
@@ -180,9 +184,10 @@ class Server(Endpoints):
             # issue 14: gRPC, then REST, as TF Serving (after the initial load on the CLI)
             if self.options.rest_api_port:  # a clear error now if taken
                 bind_socket(self.options.host, self.options.rest_api_port,
-                            "--rest_api_port").close()
+                            "--rest_api_port", self.options.reuse_port).close()
             if self.options.grpc_port:
-                bind_socket(self.options.host, self.options.grpc_port, "--port").close()
+                bind_socket(self.options.host, self.options.grpc_port, "--port",
+                            self.options.reuse_port).close()
             self._claim_grpc_socket()
             grpc_on = self.options.grpc_port is not None or self._grpc_socket is not None
             self._io.start()
@@ -218,7 +223,7 @@ class Server(Endpoints):
     def _bind(self, port: int | None, flag: str) -> socket.socket | None:
         if port is None:
             return None
-        return bind_socket(self.options.host, port, flag)
+        return bind_socket(self.options.host, port, flag, self.options.reuse_port)
 
     async def _start_rest(self, sock: socket.socket) -> None:
         from aiohttp import web
@@ -270,7 +275,7 @@ class Server(Endpoints):
                 observer=lambda m, a, c, s: self.metrics.observe_request(m, a, c, s, "GRPC"),
                 auth_token=self.options.auth_token, limiter=self._inflight,
                 unix_socket=self._grpc_socket.path if self._grpc_socket else "",
-                profiler=self.options.enable_profiler)
+                profiler=self.options.enable_profiler, reuse_port=self.options.reuse_port)
         except OSError as exc:
             if "unix:" in str(exc):
                 raise ServerStartError(f"Cannot listen on --grpc_socket_path: {exc}") from None
