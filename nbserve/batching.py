@@ -206,6 +206,7 @@ class BatchScheduler:
         self._queues: dict[BatchKey, _Queue] = {}
         self._threads: list[threading.Thread] = []
         self._closed = False
+        self.wakeups = 0  # batch-thread wake-ups (notified or timed out), for tests and tuning
 
     # -- request side --------------------------------------------------------------------------
     def run(self, servable_id: ServableId, servable: Any, signature: Signature,
@@ -262,6 +263,10 @@ class BatchScheduler:
                 raise ServingError(StatusCode.UNAVAILABLE, QUEUE_FULL_MESSAGE)
             tasks = []
             offset = 0
+            # Wake a batch thread only when this changes what it waits for: a batch became
+            # ready (closed, full, or timeout 0) or a new open batch started its timer. A task
+            # joining an underfull open batch whose timer runs already wakes nobody.
+            wake = queue.timeout <= 0
             for piece in pieces:
                 part = inputs if len(pieces) == 1 else {
                     alias: array[offset:offset + piece] for alias, array in inputs.items()}
@@ -272,10 +277,13 @@ class BatchScheduler:
                     if batch is not None:
                         queue.closed.append(batch)
                     batch = queue.open = _Batch(now)
+                    wake = True
                 batch.tasks.append(task)
                 batch.size += piece
                 tasks.append(task)
-            self._work.notify()
+                wake = wake or batch.size >= queue.limit
+            if wake:
+                self._work.notify()
             return tasks
 
     def _wait(self, task: _Task) -> dict[str, np.ndarray]:
@@ -315,6 +323,7 @@ class BatchScheduler:
                         self._work.notify_all()
                         return
                     self._work.wait(wait)
+                    self.wakeups += 1
             queue, tasks = taken
             if tasks:
                 self._process(queue, tasks)
@@ -403,7 +412,7 @@ def _plan(queue: _Queue, size: int) -> tuple[list[int], int]:
     room = queue.limit - queue.open.size if queue.open is not None else 0
     if queue.open is not None and size <= room:
         return [size], 0
-    if not queue.options.enable_large_batch_splitting:
+    if not queue.options.enable_large_batch_splitting or size == 0:
         return [size], 1
     pieces = [room] if room > 0 else []
     rest = size - room if room > 0 else size
