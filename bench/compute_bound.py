@@ -11,16 +11,19 @@ Function API (``bench/run.py`` calls these; each is independent of the others):
 - ``in_process_limit(model_path, batch=32, seconds=3.0) -> float``: items/s of the loaded
   SavedModel's ``serving_default`` called at ``batch`` in a loop (the compute limit). Imports
   TensorFlow into the calling process; ``model_path`` is the base path or a version folder.
+  ``measure_in_process(...) -> Throughput`` gives items per CPU-second as well.
 - ``single_request_ms(model_path, seconds=1.0) -> float``: mean ms of one batch-1 call.
 - ``start_server(base_path, batching_config=None, ...) -> Server``: an ``nbserve-server``
   subprocess on free ports, ready (one real gRPC Predict answered) when it returns; ``stop()``.
-- ``grpc_load(port, body, clients=32, seconds=3.0, answer_bytes=None) -> LoadResult``: h2load
-  with ``clients`` connections, one stream each, for about ``seconds``; raises RuntimeError
-  unless every answer is a success (HTTP 200 and, given ``answer_bytes`` from
+- ``grpc_load(port, body, clients=32, seconds=3.0, answer_bytes=None, pid=None) -> LoadResult``:
+  h2load with ``clients`` connections, one stream each, for about ``seconds``; raises
+  RuntimeError unless every answer is a success (HTTP 200 and, given ``answer_bytes`` from
   ``response_data_bytes(server)``, exactly one Predict response message per answer: h2load
-  cannot read gRPC trailers, and an error answer carries no message).
-- ``compare(base_path, configs, ...) -> dict``: the limit and each server configuration measured
-  in ``rounds`` interleaved rounds; ratios to the limit.
+  cannot read gRPC trailers, and an error answer carries no message); with ``pid`` it records
+  the server's CPU seconds (``LoadResult.per_cpu_second``).
+- ``compare(base_path, configs, clients=32, seconds=3.0, rounds=2) -> dict``: each server
+  configuration measured in ``rounds`` interleaved rounds, each round opening with the limit;
+  medians of the per-round ratios to the limit.
 
 ``python -m bench.compute_bound [--seconds S] [--rounds R] [--old-pythonpath DIR]`` prints a
 side-by-side table: the limit, no batching, and ``bench/batching.config`` (plus the same config
@@ -145,14 +148,28 @@ def _timed_loop(fn: Any, seconds: float) -> tuple[int, float]:
             return calls, elapsed
 
 
+@dataclasses.dataclass(frozen=True)
+class Throughput:
+    per_second: float  # items (or requests) per wall-clock second
+    per_cpu_second: float  # per CPU-second of the process doing the work (0: not measured)
+
+
 def in_process_limit(model_path: str, batch: int = 32, seconds: float = 3.0) -> float:
     """Items/s of the SavedModel's ``serving_default`` called at ``batch`` in a loop."""
+    return measure_in_process(model_path, batch, seconds).per_second
+
+
+def measure_in_process(model_path: str, batch: int = 32, seconds: float = 3.0) -> Throughput:
+    """``in_process_limit`` with items per CPU-second of this process as well (a figure other
+    work on a shared machine disturbs much less than the wall-clock rate)."""
     import tensorflow as tf
 
     fn = tf.saved_model.load(_version_dir(model_path)).signatures["serving_default"]
     x = tf.constant(np.repeat(request_array(), batch, axis=0))
+    cpu = time.process_time()
     calls, elapsed = _timed_loop(lambda: fn(x=x)["y"].numpy(), seconds)
-    return calls * batch / elapsed
+    cpu = time.process_time() - cpu  # includes the two warm-up calls: a slight underestimate
+    return Throughput(calls * batch / elapsed, calls * batch / cpu)
 
 
 def single_request_ms(model_path: str, seconds: float = 1.0) -> float:
@@ -194,6 +211,12 @@ class Server:
     def log_tail(self, chars: int = 2000) -> str:
         with open(self.log_path, errors="replace") as f:
             return f.read()[-chars:]
+
+    def mean_batch_tasks(self) -> float | None:
+        """Requests per batch over the server's life, from the line the batch scheduler logs
+        when the server stops (None: no batching, or not stopped yet)."""
+        found = re.search(r"Batching: \d+ batches, ([\d.]+) tasks", self.log_tail(20000))
+        return float(found.group(1)) if found else None
 
 
 def start_server(base_path: str, batching_config: str | None = None,
@@ -251,10 +274,22 @@ def _wait_first_answer(server: Server, timeout: float) -> None:
 
 @dataclasses.dataclass(frozen=True)
 class LoadResult:
-    requests: int  # successful answers in the measured window
+    requests: int  # successful answers in the measured run
     seconds: float
     rps: float
     mean_ms: float
+    cpu_seconds: float = 0.0  # CPU time of the server process in the measured run (0: no pid)
+
+    @property
+    def per_cpu_second(self) -> float:
+        return self.requests / self.cpu_seconds if self.cpu_seconds else 0.0
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` (all its threads) from ``/proc``."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def response_data_bytes(server: Server) -> int:
@@ -268,17 +303,22 @@ def response_data_bytes(server: Server) -> int:
 
 
 def grpc_load(port: int, body: bytes, clients: int = 32, seconds: float = 3.0,
-              answer_bytes: int | None = None) -> LoadResult:
+              answer_bytes: int | None = None, pid: int | None = None) -> LoadResult:
     """Drive ``clients`` h2load connections (one stream in flight each) for about ``seconds``.
 
     A warm-up run of ``4 * clients`` requests estimates the rate; the measured run then sends
     ``rate * seconds`` requests (count-based, so the byte count is exact). In both runs every
     answer must have HTTP status 200 and, when ``answer_bytes`` is given, the data bytes must be
     exactly ``answer_bytes`` per answer (a gRPC error carries no message, so this shows
-    grpc-status 0 without reading trailers); else RuntimeError."""
+    grpc-status 0 without reading trailers); else RuntimeError. With ``pid`` (the server's)
+    the result has the server's CPU seconds in the measured run."""
     warm = _h2load(port, body, clients, 4 * clients, answer_bytes)
     count = max(4 * clients, round(warm.rps * seconds))
-    return _h2load(port, body, clients, count, answer_bytes)
+    cpu = process_cpu_seconds(pid) if pid is not None else 0.0
+    result = _h2load(port, body, clients, count, answer_bytes)
+    if pid is None:
+        return result
+    return dataclasses.replace(result, cpu_seconds=process_cpu_seconds(pid) - cpu)
 
 
 def _h2load(port: int, body: bytes, clients: int, count: int,
@@ -318,37 +358,57 @@ def _h2load(port: int, body: bytes, clients: int, count: int,
 # -- the comparison -------------------------------------------------------------------------------
 
 def compare(base_path: str, configs: Mapping[str, Mapping[str, Any]], clients: int = 32,
-            seconds: float = 3.0, rounds: int = 2, limit_seconds: float = 3.0,
+            seconds: float = 3.0, rounds: int = 2, limit_seconds: float = 2.0,
             log: Any = None) -> dict[str, Any]:
-    """Measure the in-process limit, then each server configuration (``label -> start_server``
-    keyword arguments) in ``rounds`` interleaved rounds; the best round of each counts.
+    """Measure each server configuration (``label -> start_server`` keyword arguments) in
+    ``rounds`` interleaved rounds, each round starting with the in-process limit, so a ratio
+    compares figures taken minutes apart at most (other work on the machine drifts).
 
-    Returns ``{"limit": items/s, "single_ms": ms, "runs": {label: [rps per round]},
-    "best": {label: rps}, "ratio": {label: best / limit}}``."""
+    Returns ``{"single_ms": ms, "limits": [Throughput as a dict, per round], "runs": {label:
+    [req/s per round]}, "ratios": {label: [req/s / that round's limit]}, "cpu_ratios": {label:
+    [server req per CPU-s / limit items per CPU-s]}, "batch_tasks": {label: [requests per
+    batch, 1.0 without batching]}, "limit": median items/s, "rps": {label:
+    median req/s}, "ratio": {label: median ratio}, "cpu_ratio": {label: median CPU ratio}}``.
+    The CPU ratio is the wall-clock ratio an idle machine would show when both saturate its
+    cores; it is the steadier figure where other work shares the machine."""
     emit = log or (lambda message: None)
     single = single_request_ms(base_path)
     emit(f"single request {single:.2f} ms in process")
     body = grpc_body()
     runs: dict[str, list[float]] = {label: [] for label in configs}
-    limits: list[float] = []
+    ratios: dict[str, list[float]] = {label: [] for label in configs}
+    cpu_ratios: dict[str, list[float]] = {label: [] for label in configs}
+    batches: dict[str, list[float]] = {label: [] for label in configs}
+    limits: list[Throughput] = []
     for round_index in range(rounds):
-        limits.append(in_process_limit(base_path, 32, limit_seconds))
-        emit(f"round {round_index + 1}: limit {limits[-1]:.0f} items/s")
+        limit = measure_in_process(base_path, 32, limit_seconds)
+        limits.append(limit)
+        emit(f"round {round_index + 1}: limit {limit.per_second:.0f} items/s, "
+             f"{limit.per_cpu_second:.0f} items/CPU-s")
         for label, kwargs in configs.items():
             server = start_server(base_path, **kwargs)
             try:
                 answer = response_data_bytes(server)
                 result = grpc_load(server.grpc_port, body, clients, seconds,
-                                   answer_bytes=answer)
+                                   answer_bytes=answer, pid=server.popen.pid)
             finally:
                 server.stop()
+            batch = server.mean_batch_tasks()
+            batches[label].append(batch or 1.0)
             runs[label].append(result.rps)
+            ratios[label].append(result.rps / limit.per_second)
+            cpu_ratios[label].append(result.per_cpu_second / limit.per_cpu_second)
             emit(f"round {round_index + 1}: {label} {result.rps:.0f} req/s "
-                 f"(mean {result.mean_ms:.1f} ms)")
-    limit = max(limits)
-    best = {label: max(values) for label, values in runs.items()}
-    return {"limit": limit, "limits": limits, "single_ms": single, "runs": runs, "best": best,
-            "ratio": {label: value / limit for label, value in best.items()}}
+                 f"({ratios[label][-1]:.2f}x limit), {result.per_cpu_second:.0f} req/CPU-s "
+                 f"({cpu_ratios[label][-1]:.2f}x), mean latency {result.mean_ms:.1f} ms"
+                 + (f", {batch:.1f} requests per batch" if batch else ""))
+    return {"single_ms": single,
+            "limits": [dataclasses.asdict(limit) for limit in limits],
+            "runs": runs, "ratios": ratios, "cpu_ratios": cpu_ratios, "batch_tasks": batches,
+            "limit": float(np.median([limit.per_second for limit in limits])),
+            "rps": {label: float(np.median(values)) for label, values in runs.items()},
+            "ratio": {label: float(np.median(values)) for label, values in ratios.items()},
+            "cpu_ratio": {label: float(np.median(v)) for label, v in cpu_ratios.items()}}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -373,12 +433,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                                           "pythonpath": args.old_pythonpath}
     result = compare(base, configs, args.clients, args.seconds, args.rounds,
                      log=lambda m: print(m, file=sys.stderr, flush=True))
-    print(f"\n{'':24} {'req/s':>8} {'x limit':>8}")
-    print(f"{'in-process limit (b=32)':24} {result['limit']:8.0f} {1:8.2f}")
-    for label, value in result["best"].items():
-        print(f"{label:24} {value:8.0f} {result['ratio'][label]:8.2f}")
-    print(f"(single request {result['single_ms']:.2f} ms in process; {args.clients} gRPC clients, "
-          f"best of {args.rounds} rounds of {args.seconds:g} s)")
+    print(f"\n{'':28} {'req/s':>8} {'x limit':>8} {'CPU x':>8}")
+    print(f"{'in-process limit (batch 32)':28} {result['limit']:8.0f} {1:8.2f} {1:8.2f}")
+    for label, value in result["rps"].items():
+        print(f"{label:28} {value:8.0f} {result['ratio'][label]:8.2f} "
+              f"{result['cpu_ratio'][label]:8.2f}")
+    print(f"(single request {result['single_ms']:.2f} ms in process; {args.clients} gRPC clients; "
+          f"medians of {args.rounds} rounds of {args.seconds:g} s, each ratio against its "
+          f"round's limit)")
     if args.json:
         print(json.dumps(result))
     return 0
