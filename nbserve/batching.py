@@ -45,6 +45,7 @@ batches, then joins the batch threads; ``run`` after ``close`` answers UNAVAILAB
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import threading
@@ -66,6 +67,9 @@ RUN_TIMEOUT_MESSAGE = "Deadline Exceeded"
 CLOSED_MESSAGE = "The batch scheduler is closed"
 
 _QUEUED, _RUNNING, _DONE, _CANCELLED = range(4)
+MAX_REQUEST_THREADS = 256
+
+log = logging.getLogger("nbserve.batching")
 
 # (id(servable), signature key, output filter, per input: (alias, dtype, rank or inner shape))
 BatchKey = tuple[int, str, tuple[str, ...] | None, tuple[tuple[str, str, Any], ...]]
@@ -100,6 +104,20 @@ def validate_batching_options(options: BatchingOptions) -> None:
         if sizes[-1] != limit:
             raise invalid_argument("Last entry in allowed_batch_sizes must match max_batch_size; "
                                    f"last entry was {sizes[-1]}; expected {limit}")
+
+
+def request_threads(options: BatchingOptions | None,
+                    per_model: Mapping[str, BatchingOptions] | None = None) -> int:
+    """How many request threads a server needs so that batches can fill: every request waits on
+    its thread while it is batched, so with fewer threads than ``max_batch_size`` a batch never
+    fills and a positive ``batch_timeout_micros`` is only added latency. One batch per batch
+    thread runs while the next one fills: ``(num_batch_threads + 1) * max_batch_size`` for the
+    largest model, at most ``MAX_REQUEST_THREADS``. (TF Serving's sync gRPC server is not
+    bounded this way; its batching guide asks for about 2x ``max_batch_size`` client threads.)"""
+    default = options or BatchingOptions()
+    largest = max(o.max_batch_size for o in (default, *(per_model or {}).values()))
+    batch_threads = default.num_batch_threads or os.cpu_count() or 1
+    return min(MAX_REQUEST_THREADS, (batch_threads + 1) * largest)
 
 
 def batch_size(inputs: Mapping[str, np.ndarray]) -> int:
@@ -206,6 +224,11 @@ class BatchScheduler:
         self._queues: dict[BatchKey, _Queue] = {}
         self._threads: list[threading.Thread] = []
         self._closed = False
+        # statistics, for tests and tuning (read without the lock: approximate while running)
+        self.wakeups = 0  # batch-thread wake-ups (notified or timed out)
+        self.batches = 0  # batches taken to run
+        self.batched_tasks = 0  # tasks in them (a split request counts once per piece)
+        self.batched_items = 0  # rows in them (before padding)
 
     # -- request side --------------------------------------------------------------------------
     def run(self, servable_id: ServableId, servable: Any, signature: Signature,
@@ -262,6 +285,10 @@ class BatchScheduler:
                 raise ServingError(StatusCode.UNAVAILABLE, QUEUE_FULL_MESSAGE)
             tasks = []
             offset = 0
+            # Wake a batch thread only when this changes what it waits for: a batch became
+            # ready (closed, full, or timeout 0) or a new open batch started its timer. A task
+            # joining an underfull open batch whose timer runs already wakes nobody.
+            wake = queue.timeout <= 0
             for piece in pieces:
                 part = inputs if len(pieces) == 1 else {
                     alias: array[offset:offset + piece] for alias, array in inputs.items()}
@@ -272,10 +299,13 @@ class BatchScheduler:
                     if batch is not None:
                         queue.closed.append(batch)
                     batch = queue.open = _Batch(now)
+                    wake = True
                 batch.tasks.append(task)
                 batch.size += piece
                 tasks.append(task)
-            self._work.notify()
+                wake = wake or batch.size >= queue.limit
+            if wake:
+                self._work.notify()
             return tasks
 
     def _wait(self, task: _Task) -> dict[str, np.ndarray]:
@@ -315,6 +345,7 @@ class BatchScheduler:
                         self._work.notify_all()
                         return
                     self._work.wait(wait)
+                    self.wakeups += 1
             queue, tasks = taken
             if tasks:
                 self._process(queue, tasks)
@@ -359,6 +390,10 @@ class BatchScheduler:
                 continue
             task.state = _RUNNING
             live.append(task)
+        if live:
+            self.batches += 1
+            self.batched_tasks += len(live)
+            self.batched_items += sum(task.size for task in live)
         return (best, live), None
 
     def _process(self, queue: _Queue, tasks: list[_Task]) -> None:
@@ -378,12 +413,28 @@ class BatchScheduler:
     def close(self, timeout: float | None = 10.0) -> None:
         """Refuse new requests, run what is queued now, join the batch threads. Idempotent."""
         with self._lock:
+            first = not self._closed
             self._closed = True
             self._work.notify_all()
             threads = list(self._threads)
         for thread in threads:
             if thread is not threading.current_thread():
                 thread.join(timeout)
+        if first and self.batches:
+            stats = self.stats()
+            log.info("Batching: %d batches, %.1f tasks and %.1f items per batch on average, "
+                     "%d batch-thread wake-ups", stats["batches"], stats["mean_batch_tasks"],
+                     stats["mean_batch_items"], stats["wakeups"])
+
+    def stats(self) -> dict[str, float]:
+        """Batches run so far, tasks and items per batch on average, batch-thread wake-ups."""
+        with self._lock:
+            batches = self.batches
+            return {"batches": batches, "tasks": self.batched_tasks,
+                    "items": self.batched_items,
+                    "mean_batch_tasks": self.batched_tasks / batches if batches else 0.0,
+                    "mean_batch_items": self.batched_items / batches if batches else 0.0,
+                    "wakeups": self.wakeups}
 
     def queued_tasks(self) -> int:
         """Tasks waiting in queues now (for tests and metrics)."""
@@ -403,7 +454,7 @@ def _plan(queue: _Queue, size: int) -> tuple[list[int], int]:
     room = queue.limit - queue.open.size if queue.open is not None else 0
     if queue.open is not None and size <= room:
         return [size], 0
-    if not queue.options.enable_large_batch_splitting:
+    if not queue.options.enable_large_batch_splitting or size == 0:
         return [size], 1
     pieces = [room] if room > 0 else []
     rest = size - room if room > 0 else size

@@ -11,11 +11,13 @@ import numpy as np
 import pytest
 
 from nbserve.batching import (
+    MAX_REQUEST_THREADS,
     QUEUE_FULL_MESSAGE,
     QUEUED_TIMEOUT_MESSAGE,
     BatchScheduler,
     merge_inputs,
     pad_to_common_shape,
+    request_threads,
     scheduler_for,
 )
 from nbserve.core.ids import ServableId
@@ -328,6 +330,45 @@ def test_close_joins_threads_and_refuses_new_work():
     with pytest.raises(ServingError) as err:
         scheduler.run(ID, FakeServable(), SIG, {"x": rows(0, 1)})
     assert err.value.code == StatusCode.UNAVAILABLE
+
+
+def test_tasks_joining_an_open_batch_wake_no_batch_thread(make_scheduler):
+    servable = FakeServable()
+    scheduler = make_scheduler(BatchingOptions(max_batch_size=8, batch_timeout_micros=LONG,
+                                               num_batch_threads=2))
+    results = submit_all(scheduler, servable, [{"x": rows(i, 1)} for i in range(8)])
+    assert servable.sizes == [8]
+    assert all(isinstance(r, dict) for r in results)
+    # at most: the open batch's timer started, the batch became full (was one per request)
+    assert scheduler.wakeups <= 2
+    stats = scheduler.stats()
+    assert (stats["batches"], stats["mean_batch_tasks"], stats["mean_batch_items"]) == (1, 8, 8)
+
+
+def test_close_logs_the_batch_statistics(caplog):
+    scheduler = BatchScheduler(BatchingOptions(max_batch_size=4, batch_timeout_micros=LONG,
+                                               num_batch_threads=1))
+    submit_all(scheduler, FakeServable(), [{"x": rows(i, 2)} for i in range(2)])
+    with caplog.at_level("INFO", logger="nbserve.batching"):
+        scheduler.close()
+        scheduler.close()
+    assert [r.getMessage() for r in caplog.records] == [
+        "Batching: 1 batches, 2.0 tasks and 4.0 items per batch on average, "
+        f"{scheduler.wakeups} batch-thread wake-ups"]
+
+
+def test_zero_size_request_with_large_batch_splitting(make_scheduler):
+    scheduler = make_scheduler(BatchingOptions(max_batch_size=4, num_batch_threads=1,
+                                               enable_large_batch_splitting=True))
+    out = scheduler.run(ID, FakeServable(), SIG, {"x": rows(0, 0)})
+    assert out["y"].shape == (0, 2)
+
+
+def test_request_threads_let_batches_fill():
+    assert request_threads(BatchingOptions(max_batch_size=32, num_batch_threads=2)) == 96
+    assert request_threads(BatchingOptions(max_batch_size=32, num_batch_threads=1),
+                           {"big": BatchingOptions(max_batch_size=64)}) == 128
+    assert request_threads(None) == MAX_REQUEST_THREADS  # max_batch_size 1000 by default
 
 
 def test_scheduler_for_server_options():
