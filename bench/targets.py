@@ -322,10 +322,10 @@ def build_targets(cfg: BenchConfig, manifest: dict, notes: list[str],
     if compute is not None:
         names = {**names, "d": compute["name"]}
         model = [f"--model_name={compute['name']}", f"--model_base_path={compute['base']}"]
-        _nbserve(targets, procs, "nbserve-cb", "nbserve", model, ("d",), names,
+        _nbserve(targets, procs, "nbserve-cb", "nbserve, no batching,", model, ("d",), names,
                  grpc_conc=(32,), rest=False)
         if batching_available():
-            _nbserve(targets, procs, "nbserve-cb-batching", "nbserve --enable_batching", [
+            _nbserve(targets, procs, "nbserve-cb-batching", "nbserve --enable_batching,", [
                 *model, "--enable_batching=true",
                 f"--batching_parameters_file={BENCH / 'batching.config'}"], ("d",), names,
                 grpc_conc=(32,), rest=False)

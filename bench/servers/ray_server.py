@@ -46,9 +46,17 @@ def main() -> None:
             inputs = np.asarray(body["instances"], dtype=np.float32)
             return {"predictions": self.models[name](inputs).tolist()}
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-             _node_ip_address="127.0.0.1",
-             runtime_env={"env_vars": {"TF_CPP_MIN_LOG_LEVEL": "3"}})
+    for attempt in range(3):  # Ray gives its raylet 30 s, too little on a busy 2-core machine
+        try:
+            ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+                     _node_ip_address="127.0.0.1",
+                     runtime_env={"env_vars": {"TF_CPP_MIN_LOG_LEVEL": "3"}})
+            break
+        except Exception as exc:  # noqa: BLE001 - Ray raises a bare Exception on this timeout
+            print(f"ray.init failed ({exc}); attempt {attempt + 1} of 3", flush=True)
+            ray.shutdown()
+    else:
+        sys.exit("ray.init failed 3 times")
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     serve.run(TfsModels.bind(specs), name="tfs", route_prefix="/v1/models", blocking=False)
     print(f"ray serve ready on {port}", flush=True)
