@@ -1,14 +1,17 @@
 """Where the harness keeps things, and how long it measures (environment variables).
 
-``BENCH_QUICK=1`` shortens everything to a ~2 minute smoke run. Durations: ``BENCH_SECONDS``
+``BENCH_QUICK=1`` shortens everything to a few minutes' smoke run (its results go to
+``.cache/bench-quick/``, never over ``bench/results.json``). Durations: ``BENCH_SECONDS``
 (one load run, default 3; 1 when quick), ``BENCH_ROUNDS`` (interleaved rounds, default 2; 1 when
 quick), ``BENCH_LARGE_FACTOR`` (the large payload runs this many times longer, default 3),
 ``BENCH_CONCURRENCY`` (default ``1,8,32``), ``BENCH_LARGE_CONCURRENCY`` (the large payload's,
 default ``1``: one (c) request costs ~1.5 s of CPU in a Python server on this 2-core machine, so
 8 or 32 clients would need minutes per cell before the first answer; throughput is CPU-bound
-already at 1 client), ``BENCH_WORKLOADS`` (default ``a,b,c``),
-``BENCH_PEERS`` (default ``kserve,mlserver``; empty skips them), ``BENCH_PROFILE`` (``1``: record a
-py-spy profile of nbserve under load when py-spy is installed; default 1, 0 when quick).
+already at 1 client), ``BENCH_WORKLOADS`` (default ``a,b,c``; (d), the compute-bound batching
+workload, runs at 32 clients whenever ``bench/compute_bound.py`` exists), ``BENCH_PEERS``
+(default ``kserve,mlserver,pytriton,ray``; empty skips them), ``BENCH_VENVS`` (where the peers'
+venvs are, default ``.cache/bench-venvs``), ``BENCH_PROFILE`` (``1``: record a py-spy profile of
+nbserve under load when py-spy is installed; default 1, 0 when quick).
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ BENCH = REPO / "bench"
 CACHE = REPO / ".cache"
 MODELS = CACHE / "bench-models"
 DATA = CACHE / "bench-data"
-VENVS = CACHE / "bench-venvs"
+VENVS = pathlib.Path(os.environ.get("BENCH_VENVS", CACHE / "bench-venvs"))
 MAIN_PY = REPO / ".venv" / "bin" / "python"
 TESTDATA_ENV = "NBSERVE_TFS_TESTDATA"
 
@@ -35,6 +38,7 @@ WORKLOAD_TITLES = {
     "a": "(a) half_plus_two, 1 instance",
     "b": "(b) small CNN, 1x64x64x3 float",
     "c": "(c) large payload, 8x224x224x3 float",
+    "d": "(d) compute-bound CNN for batching (bench/compute_bound.py), gRPC",
 }
 
 
@@ -72,7 +76,7 @@ class BenchConfig:
     concurrency: tuple[int, ...] = (1, 8, 32)
     large_concurrency: tuple[int, ...] = (1,)
     workloads: tuple[str, ...] = ("a", "b", "c")
-    peers: tuple[str, ...] = ("kserve", "mlserver")
+    peers: tuple[str, ...] = ("kserve", "mlserver", "pytriton", "ray")
     profile: bool = True
     startup_runs: int = 1
     extra: dict = field(default_factory=dict)
@@ -88,12 +92,14 @@ class BenchConfig:
             concurrency=tuple(int(c) for c in _list_env("BENCH_CONCURRENCY", "1,8,32")),
             large_concurrency=tuple(int(c) for c in _list_env("BENCH_LARGE_CONCURRENCY", "1")),
             workloads=tuple(w for w in _list_env("BENCH_WORKLOADS", "a,b,c") if w in WORKLOADS),
-            peers=tuple(_list_env("BENCH_PEERS", "kserve,mlserver")),
+            peers=tuple(_list_env("BENCH_PEERS", "kserve,mlserver,pytriton,ray")),
             profile=os.environ.get("BENCH_PROFILE", "0" if quick else "1") not in ("", "0"),
             startup_runs=_int_env("BENCH_STARTUP_RUNS", 1),
         )
 
     def concurrency_for(self, workload: str) -> tuple[int, ...]:
+        if workload == "d":  # the batching workload: 32 clients only
+            return (32,)
         return self.large_concurrency if workload == "c" else self.concurrency
 
     def duration(self, workload: str) -> float:

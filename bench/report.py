@@ -19,9 +19,11 @@ from typing import Any
 
 from bench.config import BENCH, WORKLOAD_TITLES
 
-PEERS = ("kserve", "mlserver")
-ORDER = ("nbserve-rest", "nbserve-grpc", "nbserve-batching-rest", "nbserve-batching-grpc",
-         "bare-aiohttp", "kserve", "mlserver", "echo-rest", "echo-grpc")
+REST_PEERS = ("kserve", "mlserver", "pytriton", "ray")
+ORDER = ("nbserve-rest", "nbserve-grpc", "nbserve-w2-rest", "nbserve-cb-grpc",
+         "nbserve-cb-batching-grpc", "nbserve-batching-rest", "nbserve-batching-grpc",
+         "bare-aiohttp", "kserve", "mlserver", "mlserver-grpc", "pytriton", "pytriton-grpc", "ray",
+         "echo-rest", "echo-grpc")
 
 
 # -- machine ---------------------------------------------------------------------------------
@@ -74,50 +76,100 @@ def _ratio(a: float | None, b: float | None) -> float | None:
     return a / b
 
 
-def compute_targets(results: dict) -> list[dict]:
-    """Issue 6's targets: name, measured ratio, goal text, met (True/False/None = not measured)."""
+def _rps(results: dict, workload: str, key: str, concurrency: int = 32) -> float | None:
+    found = cell(results, workload, key, concurrency)
+    return found["rps"] if found else None
+
+
+def _top_concurrency(results: dict, workload: str, keys: Iterable[str]) -> int | None:
+    """The highest concurrency measured for every one of ``keys`` on ``workload``."""
+    sets = [{int(c) for c, rows in results.get("runs", {}).get(workload, {}).get(k, {}).items()
+             if best(rows)} for k in keys]
+    common = set.intersection(*sets) if sets else set()
+    return max(common) if common else None
+
+
+def compute_goals(results: dict) -> list[dict]:
+    """Issue 12's goals from this run's figures: each row has ``goal`` (1-6), ``name``,
+    ``value`` (float or None), ``unit`` ("×", " ms", " s"), ``target`` (text), ``met``
+    (True/False/None = not measured) and ``detail`` (the figures behind it)."""
     rows: list[dict] = []
 
-    def rps(w: str, key: str, c: int = 32) -> float | None:
-        found = cell(results, w, key, c)
-        return found["rps"] if found else None
+    def add(goal: int, name: str, value: float | None, limit: float, unit: str = "×",
+            higher_is_better: bool = True, detail: str = "") -> None:
+        met = None if value is None else (value >= limit if higher_is_better else value <= limit)
+        rows.append({"goal": goal, "name": name, "value": value, "unit": unit,
+                     "target": ("≥ " if higher_is_better else "≤ ") + f"{limit:g}{unit}",
+                     "met": met, "detail": detail})
 
-    def add(name: str, value: float | None, goal: float, higher_is_better: bool = True,
-            detail: str = "") -> None:
-        met = None if value is None else (value >= goal if higher_is_better else value <= goal)
-        rows.append({"name": name, "value": value, "goal": ("≥ " if higher_is_better else "≤ ")
-                     + f"{goal:g}×", "met": met, "detail": detail})
-
-    for w in ("a", "b"):
-        peer_rps = {p: rps(w, p) for p in PEERS if rps(w, p) is not None}
-        best_peer = max(peer_rps, key=peer_rps.get) if peer_rps else None
-        for proto in ("rest", "grpc"):
-            mine = rps(w, f"nbserve-{proto}")
-            add(f"({w}) nbserve {proto.upper()} vs best Python peer, 32 clients",
-                _ratio(mine, peer_rps.get(best_peer)) if best_peer else None, 3,
-                detail=f"{_num(mine)} vs {best_peer} {_num(peer_rps.get(best_peer))} req/s"
-                if best_peer else "no peer measured")
-        for proto in ("rest", "grpc"):
-            mine = rps(w, f"nbserve-{proto}")
-            bare = rps(w, "bare-aiohttp")
-            add(f"({w}) nbserve {proto.upper()} vs bare aiohttp, 32 clients", _ratio(mine, bare), 1,
-                detail=f"{_num(mine)} vs {_num(bare)} req/s")
-    mine, bare = cell(results, "a", "nbserve-rest", 1), cell(results, "a", "bare-aiohttp", 1)
-    add("(a) nbserve REST p50 vs bare aiohttp p50, 1 client",
-        _ratio(mine and mine["p50_ms"], bare and bare["p50_ms"]), 1.2, higher_is_better=False,
-        detail=f"{_num(mine and mine['p50_ms'], 3)} vs {_num(bare and bare['p50_ms'], 3)} ms")
+    # 1. REST, half_plus_two
+    mine, bare = _rps(results, "a", "nbserve-rest"), _rps(results, "a", "bare-aiohttp")
+    add(1, "(a) REST 32 conns vs the bare aiohttp floor", _ratio(mine, bare), 1.2,
+        detail=f"{_num(mine)} vs {_num(bare)} req/s")
+    peers = {p: _rps(results, "a", p) for p in REST_PEERS if _rps(results, "a", p) is not None}
+    top = max(peers, key=lambda p: peers[p]) if peers else None
+    add(1, "(a) REST 32 conns vs the best peer", _ratio(mine, peers.get(top)) if top else None,
+        2.5, detail=f"{_num(mine)} vs {top} {_num(peers[top])} req/s" if top else
+        "no peer measured")
+    one, bare_one = cell(results, "a", "nbserve-rest", 1), cell(results, "a", "bare-aiohttp", 1)
+    add(1, "(a) REST 1 conn p50 vs the floor's", _ratio(one and one["p50_ms"],
+                                                        bare_one and bare_one["p50_ms"]),
+        1.0, higher_is_better=False,
+        detail=f"{_ms(one and one['p50_ms'])} vs {_ms(bare_one and bare_one['p50_ms'])} ms")
+    # 2. gRPC, half_plus_two
+    grpc, triton = _rps(results, "a", "nbserve-grpc"), _rps(results, "a", "pytriton-grpc")
+    add(2, "(a) gRPC 32 conns vs nbserve's own REST", _ratio(grpc, mine), 1.0,
+        detail=f"{_num(grpc)} vs {_num(mine)} req/s")
+    add(2, "(a) gRPC 32 conns vs PyTriton gRPC", _ratio(grpc, triton), 1.5,
+        detail=f"{_num(grpc)} vs {_num(triton)} req/s")
+    g1 = cell(results, "a", "nbserve-grpc", 1)
+    g1_mean = g1.get("mean_ms") if g1 else None
+    add(2, "(a) gRPC 1 conn mean latency", g1_mean, 0.3, unit=" ms", higher_is_better=False,
+        detail=f"{_ms(g1_mean)} ms (h2load)")
+    # 3. payloads
+    cnn, ml = _rps(results, "b", "nbserve-rest"), _rps(results, "b", "mlserver")
+    add(3, "(b) small CNN REST 32 conns vs MLServer", _ratio(cnn, ml), 1.5,
+        detail=f"{_num(cnn)} vs {_num(ml)} req/s")
+    c = _top_concurrency(results, "c", ("nbserve-rest", "mlserver"))
+    large = _rps(results, "c", "nbserve-rest", c) if c else None
+    ml_large = _rps(results, "c", "mlserver", c) if c else None
+    add(3, f"(c) large payload REST {c or '?'} conn(s) vs MLServer", _ratio(large, ml_large), 1.0,
+        detail=f"{_num(large, 2)} vs {_num(ml_large, 2)} req/s")
     codec = results.get("floor", {}).get("codec", {})
-    for op in ("decode", "encode"):
-        add(f"(c) JSON {op}: nbserve vs orjson", _ratio(codec.get(f"nbserve_{op}_ms"),
-                                                        codec.get(f"orjson_{op}_ms")),
-            3, higher_is_better=False,
-            detail=(f"{_num(codec.get(f'nbserve_{op}_ms'))} vs "
-                    f"{_num(codec.get(f'orjson_{op}_ms'))} ms"))
-    for proto in ("rest", "grpc"):
-        on, off = rps("b", f"nbserve-batching-{proto}"), rps("b", f"nbserve-{proto}")
-        add(f"(b) batching on vs off, {proto.upper()}, 32 clients", _ratio(on, off), 3,
-            detail=f"{_num(on)} vs {_num(off)} req/s")
+    add(3, "(c) JSON encode vs orjson (codec micro-benchmark)",
+        _ratio(codec.get("nbserve_encode_ms"), codec.get("orjson_encode_ms")), 3.0,
+        higher_is_better=False, detail=f"{_ms(codec.get('nbserve_encode_ms'))} vs "
+        f"{_ms(codec.get('orjson_encode_ms'))} ms")
+    # 4. batching on the compute-bound workload
+    limit = results.get("compute_bound", {}).get("limit")
+    on = _rps(results, "d", "nbserve-cb-batching-grpc")
+    add(4, "(d) batching, 32 gRPC clients, vs the in-process limit", _ratio(on, limit), 0.8,
+        detail=f"{_num(on)} req/s vs limit {_num(limit)} items/s (no batching: "
+        f"{_num(_rps(results, 'd', 'nbserve-cb-grpc'))})")
+    # 5. workers
+    two = _rps(results, "a", "nbserve-w2-rest")
+    add(5, "(a) 2 workers vs 1, 32 REST conns", _ratio(two, mine), 1.4,
+        detail=f"{_num(two)} vs {_num(mine)} req/s")
+    # 6. start-up
+    start = results.get("startup", {}).get("cli_grpc") or {}
+    add(6, "start-up: `python -m nbserve` to first REST answer", start.get("wall_s"), 3.0,
+        unit=" s", higher_is_better=False, detail=f"{_num(start.get('wall_s'), 2)} s"
+        if "wall_s" in start else start.get("error", "not measured")[:120])
     return rows
+
+
+def _value(row: dict) -> str:
+    if row["value"] is None:
+        return "—"
+    return f"{row['value']:.2f}{row['unit']}" if row["unit"] == "×" else (
+        f"{row['value']:.3g}{row['unit']}")
+
+
+def goal_lines(results: dict) -> list[str]:
+    """One line per goal row: ``goal 1 met: ... 1.31× (≥ 1.2×; 8,000 vs 6,100 req/s)``."""
+    status = {True: "met", False: "MISSED", None: "not measured"}
+    return [f"goal {r['goal']} {status[r['met']]}: {r['name']}: {_value(r)} ({r['target']}; "
+            f"{r['detail']})" for r in compute_goals(results)]
 
 
 def _num(value: float | None, digits: int = 0) -> str:
@@ -202,35 +254,38 @@ def render(results: dict) -> str:
     out = ["# nbserve benchmark results", "",
            f"- Date: {results.get('date', '?')}",
            f"- Command: `{results.get('command', 'make bench')}` "
-           f"(each cell: `wrk -t1` or the grpc.aio client for {cfg.get('seconds', '?')} s, "
-           f"large payload x{cfg.get('large_factor', '?')}, {cfg.get('rounds', '?')} interleaved "
-           "rounds, best round shown)",
+           f"(each cell: `wrk -t1` for REST, `h2load -t1 -m1` for gRPC, "
+           f"{cfg.get('seconds', '?')} s, large payload x{cfg.get('large_factor', '?')}, "
+           f"{cfg.get('rounds', '?')} interleaved rounds, best round shown)",
            f"- Machine: {results.get('machine', '?')}",
            f"- Whole run: {results.get('elapsed_s', 0):.0f} s", ""]
-    out += ["## Targets (issue 6; ratios from this run)", "",
-            "| target | measured | goal | status | figures |", "|---|---|---|---|---|"]
-    for row in compute_targets(results):
+    out += ["## Issue 12 goals (computed from this run's figures)", "",
+            "| # | goal | measured | target | status | figures |", "|---|---|---|---|---|---|"]
+    for row in compute_goals(results):
         status = {True: "met", False: "**missed**", None: "not measured"}[row["met"]]
-        value = "—" if row["value"] is None else f"{row['value']:.2f}×"
-        out.append(f"| {row['name']} | {value} | {row['goal']} | {status} | {row['detail']} |")
-    out.append("")
+        out.append(f"| {row['goal']} | {row['name']} | {_value(row)} | {row['target']} | "
+                   f"{status} | {row['detail']} |")
+    out += ["", "Issue 6's targets (3× the best Python peer, batching 3× on the small CNN) are "
+            "replaced by these; the tables below hold every figure they used.", ""]
     out += ["## Throughput and latency", "",
-            "req/s, p50 and p99 in ms. Closed loop: each client sends its next request when the "
-            "answer came. REST rows by `wrk` (1 thread), gRPC rows by one Python grpc.aio "
-            "client process, which shares the 2 cores with the server (so gRPC figures are "
-            "lower bounds); the echo rows are the transport floor with the same payload. "
-            "`!` marks a cell with failed requests. The large payload (c) runs at 1 client by "
-            "default (`BENCH_LARGE_CONCURRENCY`): one (c) request costs about a second of CPU in "
-            "any of these Python servers, so 8 or 32 clients would wait minutes per cell for "
-            "their first answers on 2 cores, and throughput is CPU-bound already at 1 client.", ""]
+            "req/s, p50 and p99 in ms. Closed loop: each connection sends its next request when "
+            "the answer came. REST (HTTP/1.1) rows by `wrk -t1`; gRPC rows by `h2load -t1 -m1` "
+            "(one HTTP/2 connection per client, one call in flight each) posting a prebuilt "
+            "unary call, the same tool and settings for every server. The echo rows are the "
+            "transport floor with the same payload. `!` marks a cell with failed requests. The "
+            "large payload (c) runs at 1 client by default (`BENCH_LARGE_CONCURRENCY`): one (c) "
+            "request costs about a second of CPU in any of these Python servers, so 8 or 32 "
+            "clients would wait minutes per cell for their first answers on 2 cores, and "
+            "throughput is CPU-bound already at 1 client.", ""]
     for workload in results.get("runs", {}):
         out.append(f"### {WORKLOAD_TITLES.get(workload, workload)}")
         out.append("")
-        header = "| server | " + " | ".join(f"{c} cl. req/s | p50 | p99" for c in conc) + " |"
-        out += [header, "|---|" + "---:|" * (3 * len(conc))]
+        cols = [32] if workload == "d" else conc
+        header = "| server | " + " | ".join(f"{c} cl. req/s | p50 | p99" for c in cols) + " |"
+        out += [header, "|---|" + "---:|" * (3 * len(cols))]
         for key in _keys(results, workload):
             cells = []
-            for c in conc:
+            for c in cols:
                 found = cell(results, workload, key, c)
                 if found is None:
                     cells += ["—", "—", "—"]
@@ -241,7 +296,8 @@ def render(results: dict) -> str:
                           _ms(found["p99_ms"])]
             out.append(f"| {labels.get(key, key)} | " + " | ".join(cells) + " |")
         out.append("")
-    out += _floor_section(results) + _startup_section(results) + _profile_section(results)
+    out += (_grpc_section(results) + _compute_section(results) + _floor_section(results)
+            + _startup_section(results) + _profile_section(results))
     analysis = BENCH / "analysis.md"  # hand-written reading of the numbers, kept across runs
     if analysis.exists():
         out += [analysis.read_text().rstrip(), ""]
@@ -249,12 +305,60 @@ def render(results: dict) -> str:
     if notes:
         out += ["## Notes", ""] + [f"- {n}" for n in notes] + [""]
     out += ["## How to run", "",
-            "`make bench` (about 9 minutes here once the peers' venvs exist; "
-            "`BENCH_QUICK=1 make bench` about 2). Settings: "
-            "`BENCH_SECONDS`, `BENCH_ROUNDS`, `BENCH_LARGE_FACTOR`, `BENCH_CONCURRENCY`, "
-            "`BENCH_WORKLOADS`, `BENCH_PEERS`, `BENCH_PROFILE` (see `bench/config.py`). Raw "
-            "numbers: `bench/results.json`; re-render with `.venv/bin/python -m bench.report`.", ""]
+            "`make bench` (about 15 minutes here once the peers' venvs exist; "
+            "`BENCH_QUICK=1 make bench` about 4, its results in `.cache/bench-quick/`). "
+            "Settings: `BENCH_SECONDS`, `BENCH_ROUNDS`, `BENCH_LARGE_FACTOR`, "
+            "`BENCH_CONCURRENCY`, `BENCH_WORKLOADS`, `BENCH_PEERS`, `BENCH_PROFILE` (see "
+            "`bench/config.py`). Raw numbers: `bench/results.json`; re-render with "
+            "`.venv/bin/python -m bench.report`.", ""]
     return "\n".join(out)
+
+
+def _grpc_section(results: dict) -> list[str]:
+    """Every gRPC server: req/s at 32 conns, mean ms at 1 conn, answers OK / failed in total."""
+    labels = results.get("labels", {})
+    rows = []
+    for workload, by_key in results.get("runs", {}).items():
+        for key in _keys(results, workload):
+            if not (key.endswith("-grpc")):
+                continue
+            cells = [r for rows_ in by_key[key].values() for r in rows_ if "rps" in r]
+            ok = sum(r["requests"] for r in cells)
+            failed = sum(r.get("errors", 0) for r in cells)
+            at32, at1 = cell(results, workload, key, 32), cell(results, workload, key, 1)
+            rows.append(f"| {labels.get(key, key)} | {workload} | "
+                        f"{_num(at32['rps']) if at32 else '—'} | "
+                        f"{_ms(at1.get('mean_ms')) if at1 else '—'} | {ok:,} / {failed:,} |")
+    if not rows:
+        return []
+    checked = results.get("grpc_checked", {})
+    return ["## gRPC by h2load", "",
+            "One real call per server and workload first, with grpc's own client (so a non-OK "
+            "grpc-status fails the check) and the answer compared with the expected output; "
+            "h2load then counts an answer as OK when its HTTP status is 200 and the DATA bytes "
+            "add up to one full answer per request (a gRPC error carries no message). "
+            f"Checked: {', '.join(sorted(checked)) or '—'}.", "",
+            "| server | workload | 32 conns req/s | 1 conn mean ms | answers OK / failed |",
+            "|---|---|---:|---:|---:|", *rows, ""]
+
+
+def _compute_section(results: dict) -> list[str]:
+    cb = results.get("compute_bound", {})
+    if not cb.get("limit"):
+        return []
+    labels = results.get("labels", {})
+    out = ["## Batching on the compute-bound workload (d)", "",
+           f"Model `{cb.get('name')}` (`bench/compute_bound.py`); in-process limit (the "
+           f"SavedModel called at batch 32 in a loop, best of {len(cb.get('limits', []))}): "
+           f"{_num(cb['limit'])} items/s; one batch-1 call: {_ms(cb.get('single_ms'))} ms. "
+           "32 h2load gRPC clients:", "",
+           "| server | req/s | × limit | mean ms |", "|---|---:|---:|---:|"]
+    for key in ("nbserve-cb-grpc", "nbserve-cb-batching-grpc"):
+        found = cell(results, "d", key, 32)
+        if found:
+            out.append(f"| {labels.get(key, key)} | {_num(found['rps'])} | "
+                       f"{found['rps'] / cb['limit']:.2f} | {_ms(found.get('mean_ms'))} |")
+    return [*out, ""]
 
 
 def _floor_section(results: dict) -> list[str]:
@@ -367,7 +471,7 @@ def _pyplot():
 def plot(results: dict, path: str) -> None:
     """Throughput (top) and p50 latency (bottom) against clients, one panel per workload."""
     plt = _pyplot()
-    workloads = list(results.get("runs", {})) or ["a"]
+    workloads = [w for w in results.get("runs", {}) if w != "d"] or ["a"]  # (d): 1 point
     labels = results.get("labels", {})
     conc = results.get("config", {}).get("concurrency", [1, 8, 32])
     fig, axes = plt.subplots(2, len(workloads), figsize=(5.2 * len(workloads), 8), squeeze=False)

@@ -13,7 +13,9 @@ from tests.support import REPO
 
 sys.path.insert(0, str(REPO))
 
-from bench import loadgen, report
+import numpy as np
+
+from bench import grpc_protos, loadgen, report
 from bench.config import BenchConfig
 
 WRK_TEXT = """Running 3s test @ http://127.0.0.1:8501/v1/models/half_plus_two:predict
@@ -66,9 +68,55 @@ def test_parse_wrk_units_and_garbage():
         loadgen.parse_wrk("wrk: connection refused")
 
 
-def _row(rps: float, p50: float = 1.0, p99: float = 3.0, errors: int = 0) -> dict:
+H2LOAD_TEXT = """finished in 3.00s, 1000.00 req/s, 35.00KB/s
+requests: 3000 total, 3004 started, 3000 done, 2998 succeeded, 1 failed, 1 errored, 0 timeout
+status codes: 2998 2xx, 0 3xx, 0 4xx, 0 5xx
+traffic: 70.01KB (71687) total, 5.34KB (5469) headers (space savings 96.08%), 117.09KB (119880) data
+                     min         max         mean         sd        +/- sd
+time for request:      418us     37.86ms      7.66ms      5.97ms    69.95%
+"""
+
+
+def test_parse_h2load_counts_grpc_errors_from_data_bytes():
+    log = "".join(f"1796166791194570\t200\t{us}\n" for us in range(1000, 2000)) + "x\n"
+    m = loadgen.parse_h2load(H2LOAD_TEXT, log, 3.0)
+    assert (m.requests, m.errors, m.failed) == (2998, 2, 2)
+    assert m.mean_ms == pytest.approx(7.66)
+    assert m.p50_ms == pytest.approx(1.5) and m.p99_ms == pytest.approx(1.99)
+    assert m.rps == pytest.approx(2998 / 3.0)
+    # 119,880 DATA bytes are 2,997 answers of 40 bytes: one 200 was a gRPC error
+    m = loadgen.parse_h2load(H2LOAD_TEXT, log, 3.0, answer_bytes=40)
+    assert (m.requests, m.errors) == (2997, 3)
+    with pytest.raises(ValueError):
+        loadgen.parse_h2load("connect to 127.0.0.1 failed", "", 3.0)
+
+
+def test_grpc_frames_and_messages_round_trip():
+    body = grpc_protos.infer_request("m", np.arange(6, dtype=np.float32).reshape(2, 3))
+    frame = loadgen.grpc_frame(body)
+    assert frame[:5] == b"\x00" + len(body).to_bytes(4, "big") and frame[5:] == body
+    request = grpc_protos.ModelInferRequest.FromString(body)
+    assert request.model_name == "m" and list(request.inputs[0].shape) == [2, 3]
+    response = grpc_protos.ModelInferResponse(model_name="m")
+    out = response.outputs.add(name="y", datatype="FP32", shape=[2, 1])
+    response.raw_output_contents.append(np.float32([1.5, 2.5]).tobytes())
+    got = grpc_protos.infer_outputs(response.SerializeToString())
+    assert got.shape == (2, 1) and got.ravel().tolist() == [1.5, 2.5]
+    del response.raw_output_contents[:]
+    out.contents.fp32_contents.extend([3.5, 4.5])
+    assert grpc_protos.infer_outputs(response.SerializeToString()).ravel().tolist() == [3.5, 4.5]
+    predict = grpc_protos.PredictResponse()
+    entry = predict.outputs.add(key="y")
+    entry.value.dtype = grpc_protos.DT_FLOAT
+    entry.value.tensor_shape.dim.add(size=2)
+    entry.value.tensor_content = np.float32([2.5, 3.0]).tobytes()
+    assert grpc_protos.predict_outputs(predict.SerializeToString()).tolist() == [2.5, 3.0]
+
+
+def _row(rps: float, p50: float = 1.0, p99: float = 3.0, errors: int = 0,
+         mean: float | None = None) -> dict:
     return {"requests": int(rps * 3), "errors": errors, "seconds": 3.0, "p50_ms": p50,
-            "p99_ms": p99, "rps": rps}
+            "p99_ms": p99, "rps": rps, "mean_ms": mean}
 
 
 def synthetic_results() -> dict:
@@ -77,18 +125,26 @@ def synthetic_results() -> dict:
         runs[w] = {
             "nbserve-rest": {"1": [_row(2000 * scale, 0.40)], "8": [_row(5000 * scale)],
                              "32": [_row(6000 * scale), _row(7000 * scale)]},
-            "nbserve-grpc": {"1": [_row(1500 * scale)], "32": [_row(3000 * scale)]},
+            "nbserve-grpc": {"1": [_row(1500 * scale, mean=0.25)],
+                             "32": [_row(8000 * scale)]},
+            "pytriton-grpc": {"1": [_row(900 * scale, mean=1.1)], "32": [_row(4000 * scale)]},
             "bare-aiohttp": {"1": [_row(2500 * scale, 0.30)], "32": [_row(6500 * scale)]},
             "kserve": {"1": [_row(1000 * scale)], "32": [_row(1900 * scale)]},
             "mlserver": {"1": [_row(900 * scale)], "32": [_row(1500 * scale, errors=1)]},
             "echo-rest": {"1": [_row(9000 * scale)], "32": [{"error": "wrk failed"}]},
         }
-    runs["b"]["nbserve-batching-rest"] = {"32": [_row(1800)]}
-    runs["c"] = {"nbserve-rest": {"1": [_row(0.7, 1400, 1500)]}}
+    runs["a"]["nbserve-w2-rest"] = {"32": [_row(9000)]}
+    runs["c"] = {"nbserve-rest": {"1": [_row(0.7, 1400, 1500)]},
+                 "mlserver": {"1": [_row(3.5, 270, 300)]}}
+    runs["d"] = {"nbserve-cb-grpc": {"32": [_row(300)]},
+                 "nbserve-cb-batching-grpc": {"32": [_row(850)]}}
     return {
         "date": "2026-01-01 00:00 UTC", "command": "make bench", "machine": "2 x test CPU",
         "config": {"seconds": 3, "rounds": 2, "large_factor": 3, "concurrency": [1, 8, 32]},
         "runs": runs, "labels": {"nbserve-rest": "nbserve REST"}, "notes": ["a note"],
+        "compute_bound": {"name": "cnn96", "limit": 1000.0, "limits": [1000.0],
+                          "single_ms": 2.0},
+        "grpc_checked": {"nbserve-grpc": {"a": 40}},
         "floor": {"servable": {"a": {"servable_run_ms": 0.01, "session_callable_ms": 0.007}},
                   "codec": {"array_shape": [8, 224, 224, 3], "body_bytes": 10_000_000,
                             "nbserve_decode_ms": 800, "orjson_decode_ms": 500,
@@ -103,34 +159,54 @@ def synthetic_results() -> dict:
     }
 
 
-def test_best_round_and_targets():
+def test_best_round_and_goals():
     results = synthetic_results()
     top = report.cell(results, "a", "nbserve-rest", 32)
     assert top["rps"] == 7000 and top["rounds"] == 2
     assert report.cell(results, "a", "echo-rest", 32) is None  # only a failed round
-    targets = {t["name"]: t for t in report.compute_targets(results)}
-    peer = targets["(a) nbserve REST vs best Python peer, 32 clients"]
+    goals = {g["name"]: g for g in report.compute_goals(results)}
+    assert sorted({g["goal"] for g in goals.values()}) == [1, 2, 3, 4, 5, 6]
+    floor = goals["(a) REST 32 conns vs the bare aiohttp floor"]
+    assert floor["value"] == pytest.approx(7000 / 6500) and floor["met"] is False
+    peer = goals["(a) REST 32 conns vs the best peer"]
     assert peer["value"] == pytest.approx(7000 / 1900) and peer["met"] is True
-    bare = targets["(a) nbserve REST vs bare aiohttp, 32 clients"]
-    assert bare["value"] == pytest.approx(7000 / 6500) and bare["met"] is True
-    p50 = targets["(a) nbserve REST p50 vs bare aiohttp p50, 1 client"]
+    assert "kserve" in peer["detail"]
+    p50 = goals["(a) REST 1 conn p50 vs the floor's"]
     assert p50["value"] == pytest.approx(0.40 / 0.30) and p50["met"] is False
-    assert targets["(c) JSON encode: nbserve vs orjson"]["met"] is False
-    assert targets["(c) JSON decode: nbserve vs orjson"]["met"] is True
-    batching = targets["(b) batching on vs off, REST, 32 clients"]
-    assert batching["value"] == pytest.approx(1800 / 700) and batching["met"] is False
-    assert targets["(b) batching on vs off, GRPC, 32 clients"]["met"] is None
+    assert goals["(a) gRPC 32 conns vs nbserve's own REST"]["met"] is True
+    assert goals["(a) gRPC 32 conns vs PyTriton gRPC"]["value"] == pytest.approx(2.0)
+    mean = goals["(a) gRPC 1 conn mean latency"]
+    assert mean["value"] == pytest.approx(0.25) and mean["met"] is True
+    cnn = goals["(b) small CNN REST 32 conns vs MLServer"]
+    assert cnn["value"] == pytest.approx(700 / 150) and cnn["met"] is True
+    large = goals["(c) large payload REST 1 conn(s) vs MLServer"]
+    assert large["value"] == pytest.approx(0.2) and large["met"] is False
+    assert goals["(c) JSON encode vs orjson (codec micro-benchmark)"]["met"] is False
+    batching = goals["(d) batching, 32 gRPC clients, vs the in-process limit"]
+    assert batching["value"] == pytest.approx(0.85) and batching["met"] is True
+    workers = goals["(a) 2 workers vs 1, 32 REST conns"]
+    assert workers["value"] == pytest.approx(9000 / 7000) and workers["met"] is False
+    start = goals["start-up: `python -m nbserve` to first REST answer"]
+    assert start["met"] is None and "no successful" in start["detail"]
+    lines = report.goal_lines(results)
+    assert len(lines) == len(goals) and lines[0].startswith("goal 1 MISSED: ")
+    del results["runs"]["d"], results["compute_bound"]
+    goals = {g["name"]: g for g in report.compute_goals(results)}
+    assert goals["(d) batching, 32 gRPC clients, vs the in-process limit"]["met"] is None
 
 
 def test_render_markdown_has_every_section():
     text = report.render(synthetic_results())
-    for heading in ("## Targets", "### (a) half_plus_two", "### (c) large payload",
+    for heading in ("## Issue 12 goals", "### (a) half_plus_two", "### (c) large payload",
+                    "## gRPC by h2load", "## Batching on the compute-bound workload (d)",
                     "## Floors measured in-process", "## Start-up and warmup",
                     "## Where nbserve's time goes", "## Notes", "## How to run"):
         assert heading in text
     assert "| nbserve REST | 2,000 | 0.400 |" in text
     assert "1,500 !" in text  # a cell with failed requests is marked
     assert "**missed**" in text and "TODO (missing)" in text and "failed: no successful" in text
+    assert "| nbserve-cb-batching-grpc | 850 | 0.85 |" in text
+    assert "| nbserve-grpc | a | 8,000 | 0.250 | 28,500 / 0 |" in text
 
 
 def test_plot_writes_a_png(tmp_path):

@@ -2,7 +2,8 @@
 
 Runs in ``.cache/bench-venvs/mlserver`` under ``mlserver start FOLDER`` with this folder on
 PYTHONPATH; ``write_settings`` (importable without mlserver) writes that FOLDER: ``settings.json``
-(ports, ``parallel_workers: 0``, loopback only where MLServer allows) and one sub-folder per model
+(ports, ``parallel_workers: 0``, loopback only where MLServer allows, gRPC messages up to 2 GiB
+as nbserve and Triton take them) and one sub-folder per model
 with ``model-settings.json`` (``implementation: mlserver_runtime.SessionRuntime``,
 ``parameters.uri`` = the SavedModel version folder).
 """
@@ -21,7 +22,7 @@ def write_settings(folder: str, http_port: int, grpc_port: int, metrics_port: in
     os.makedirs(folder, exist_ok=True)
     settings = {"http_port": http_port, "grpc_port": grpc_port, "metrics_port": metrics_port,
                 "parallel_workers": 0, "host": "127.0.0.1", "debug": False,
-                "metrics_endpoint": None}
+                "metrics_endpoint": None, "grpc_max_message_length": 2**31 - 1}
     with open(os.path.join(folder, "settings.json"), "w") as f:
         json.dump(settings, f)
     for name, path in models.items():

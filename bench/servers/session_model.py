@@ -3,8 +3,9 @@
 ``load(export_dir)`` opens a SavedModel with TensorFlow's TF1 loader and returns a function
 ``run(array) -> array`` for its ``serving_default`` signature (first input alias, first output
 alias, sorted), made with ``Session._make_callable_from_options`` (~35 us a call, the same
-entry point nbserve uses). Thread-safe (a session callable is). Depends on TensorFlow only, so it
-runs in the peers' virtual environments too.
+entry point nbserve uses). Thread-safe (a session callable is). ``run.input_shape`` and
+``run.output_shape`` are the signature's shapes (-1 for an unknown dimension). Depends on
+TensorFlow only, so it runs in the peers' virtual environments too.
 """
 
 from __future__ import annotations
@@ -33,7 +34,12 @@ def load(export_dir: str) -> Callable[[np.ndarray], np.ndarray]:
     def run(array: np.ndarray) -> np.ndarray:
         return call(array)[0]
 
+    def dims(info: Any) -> list[int]:
+        return [d.size for d in info.tensor_shape.dim]
+
     run.session = session  # type: ignore[attr-defined]  # keep it alive
+    run.input_shape = dims(signature.inputs[sorted(signature.inputs)[0]])  # type: ignore[attr-defined]
+    run.output_shape = dims(signature.outputs[sorted(signature.outputs)[0]])  # type: ignore[attr-defined]
     return run
 
 
