@@ -251,7 +251,7 @@ class Supervisor:
         return True
 
     def _announce(self, options: ServerOptions) -> None:
-        from nbserve.server import grpc_target, rest_url
+        from nbserve.endpoints import grpc_target, rest_url
 
         pids = ", ".join(str(w.proc.pid) for w in self._workers)
         log.info("%d workers serving (pids %s)", self.num_workers, pids)
