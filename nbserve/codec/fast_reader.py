@@ -12,8 +12,9 @@ The rules, each a case where orjson and rapidjson part ways:
   object members are counted and must equal the ``:`` bytes of the body. A ``:`` inside a string
   makes the counts differ too, which only costs the slow path.
 * Nesting deeper than ``MAX_DEPTH`` (the exact reader's limit depends on the Python stack):
-  ``UNDECIDED``. A body with more brackets than ``MAX_DEPTH`` is parsed inside ``_WRAP`` extra
-  one-element arrays, so that orjson's own depth limit (``ORJSON_DEPTH``) refuses it.
+  ``UNDECIDED``. A body that might nest that deep (over 4 KiB, or with more brackets than
+  ``MAX_DEPTH``) is parsed inside ``_WRAP`` extra one-element arrays, so that orjson's own depth
+  limit (``ORJSON_DEPTH``) refuses it; unwrapping checks the body was exactly one value.
 * Integers outside [-2**63, 2**64): orjson gives the double rapidjson holds (as
   ``rapidjson.as_double``); the exact reader does the same, so nothing to check.
 

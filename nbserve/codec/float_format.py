@@ -24,7 +24,7 @@ from typing import cast
 import numpy as np
 import orjson
 
-__all__ = ["fixed_decimals", "float32_json", "float_texts", "format_float"]
+__all__ = ["COMPILED_MIN", "fixed_decimals", "float32_json", "float_texts", "format_float"]
 
 
 def _float32_of_decimal(text: str) -> np.float32:
@@ -117,14 +117,17 @@ def float_texts(array: np.ndarray, double: bool = False) -> list[str]:
         if double:
             return _float_texts(array, double)
         flat = np.ascontiguousarray(array, dtype=np.float32).ravel()
-        if flat.size <= _SCALAR_PATH_MAX:
-            return [format_float(value) for value in flat.tolist()]
+        if flat.size <= COMPILED_MIN:
+            return _float_texts(flat, double)
         decimals, special = fixed_decimals(flat)
         texts = orjson.dumps(decimals, option=orjson.OPT_SERIALIZE_NUMPY).decode()[1:-1].split(",")
         where = np.flatnonzero(special)
         for index, text in zip(where.tolist(), _float_texts(flat[where], False), strict=True):
             texts[index] = text
         return texts
+
+
+COMPILED_MIN = 16  # up to this many values the per-value path is as fast as numpy's set-up
 
 
 def float32_json(array: np.ndarray) -> bytes:
@@ -152,10 +155,10 @@ def _binade_tables() -> tuple[np.ndarray, ...]:
     Index ``2 * b + above`` (``b`` the exponent field, ``above`` whether the value reaches the
     binade's power of ten). The binade [2**(b-127), 2**(b-126)) holds at most one power of ten
     (``_NEXT_TEN[b]``), so the decimal exponent is ``floor(log10(2**(b-127))) + above``.
-    Returns (next power of ten per b, decimal exponent, fixed-path candidate, 10**(8-e),
-    half the float32 gap scaled by 10**(5-e)).
+    Returns (next power of ten at ``2 * b``, decimal exponent, fixed-path candidate,
+    10**(8-e), half the float32 gap scaled by 10**(5-e)).
     """
-    next_ten = np.full(256, np.inf)
+    next_ten = np.full(512, np.inf)
     exponent = np.zeros(512, dtype=np.int8)
     candidate = np.zeros(512, dtype=bool)
     scale9 = np.ones(512)
@@ -167,7 +170,7 @@ def _binade_tables() -> tuple[np.ndarray, ...]:
             low += 1
         while Fraction(10) ** low > start:
             low -= 1
-        next_ten[b] = float(f"1e{low + 1}")  # no float32 lies between it and 10**(low+1)
+        next_ten[2 * b] = float(f"1e{low + 1}")  # no float32 lies between it and 10**(low+1)
         for above in (0, 1):
             e = low + above
             index = 2 * b + above
@@ -199,38 +202,53 @@ def fixed_decimals(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _fixed_decimals(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    # In place where it can: each fresh temporary of a big array costs page faults.
     bits = values.view(np.uint32)
-    field = ((bits >> 23) & 0xFF).astype(np.intp)
-    v = values.astype(np.float64)
-    a = np.abs(v)
-    index = field << 1
-    index += a >= _NEXT_TEN.take(field)
-    y9 = a * _SCALE9.take(index)
+    index = np.right_shift(bits, 23).astype(np.intp)
+    index &= 0xFF
+    index <<= 1
+    a = np.absolute(values, dtype=np.float64)
+    scratch = _NEXT_TEN.take(index)
+    index += a >= scratch
+    y9 = np.multiply(a, _SCALE9.take(index, out=scratch), out=scratch)
     n9 = np.rint(y9)
-    y6 = y9 / 1000.0
+    y6 = np.divide(y9, 1000.0, out=a)
     n6 = np.rint(y6)
     # Does %g's 6-digit decimal n6 * 10**(e-5) parse back (strtof) to the float32? Iff it lies
     # within half the gap to the neighbouring float32 (the gap below a power of two is half).
-    delta = n6 - y6
-    distance = np.abs(delta)
+    delta = np.subtract(n6, y6, out=y6)
     half = _HALF6.take(index)
-    half[(delta < 0) & ((bits & 0x7FFFFF) == 0)] *= 0.5
+    narrow = delta < 0
+    narrow &= (bits & 0x7FFFFF) == 0
+    half[narrow] *= 0.5
+    distance = np.absolute(delta, out=delta)
     short = distance < half
     unsure = distance > 0.5 - 1e-7  # a tie in %g's rounding
-    unsure |= np.abs(distance - half) < 1e-9  # on the edge of round-tripping
-    unsure |= ~short & (np.abs(y9 - n9) > 0.5 - 1e-6)  # a tie in %.9g's rounding
-    n = np.where(short, n6, n9)
-    carry = n >= np.where(short, 1e6, 1e9)  # 999999.5 -> 1e+06: one more decimal exponent
+    edge = np.absolute(np.subtract(distance, half, out=half), out=half)
+    unsure |= edge < 1e-9  # on the edge of round-tripping
+    tie9 = np.absolute(np.subtract(y9, n9, out=y9), out=y9) > 0.5 - 1e-6
+    tie9 &= ~short
+    unsure |= tie9  # a tie in %.9g's rounding
+    n = n9
+    np.copyto(n, n6, where=short)
+    carry = n >= 1e6  # 999999.5 -> 1e+06: one more decimal exponent
+    carry &= short | (n >= 1e9)
     n[carry] /= 10
-    x = _EXPONENT.take(index) + carry.view(np.int8)
-    fixed = (x >= -4) & (x <= np.where(short, 5, 8))
-    zero = a == 0
-    special = ~(_CANDIDATE.take(index) & fixed & ~unsure | zero)
+    x = _EXPONENT.take(index)  # int8
+    x += carry.view(np.int8)
+    short_bytes = short.view(np.int8)
+    fixed = x >= -4
+    fixed &= x + 3 * short_bytes <= 8  # exponent < 6 (short) or < 9 (long)
+    special = _CANDIDATE.take(index)
+    special &= fixed
+    special &= ~unsure
+    special |= (bits & 0x7FFFFFFF) == 0  # ±0: written as is
+    np.logical_not(special, out=special)
     x[special] = 0
-    x += 5 + (short.view(np.int8) << 4)
-    decimals = n / _DIVISORS.take(x)
-    np.copysign(decimals, v, out=decimals)
-    decimals[zero] = v[zero]
+    x += 5
+    x += short_bytes << 4
+    decimals = np.divide(n, _DIVISORS.take(x, out=distance), out=n)
+    np.negative(decimals, out=decimals, where=np.signbit(values))
     decimals[special] = np.nan
     return decimals, special
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from nbserve.codec.float_format import float32_json, float_texts
+from nbserve.codec.float_format import COMPILED_MIN, float32_json, float_texts
 from nbserve.errors import invalid_argument
 from nbserve.servables.dtypes import datatype_string, dtype_name
 from nbserve.servables.signature import Signature
@@ -108,8 +108,9 @@ def nest_texts(leaves: list[str], shape: tuple[int, ...], keep: int) -> list[str
 
 
 def _compiled(array: np.ndarray) -> bool:
-    """Whether ``float32_json`` writes this tensor (float32 with a dimension; byte-identical)."""
-    return array.dtype == np.float32 and array.ndim > 0
+    """Whether ``float32_json`` writes this tensor: float32 with a dimension and more than
+    ``COMPILED_MIN`` values (its text is byte-identical to the per-value path's)."""
+    return array.dtype == np.float32 and array.ndim > 0 and array.size > COMPILED_MIN
 
 
 def encode_predict_response(outputs: Mapping[str, np.ndarray], body_format: str,
