@@ -207,6 +207,9 @@ class Supervisor:
             for worker in self._workers:
                 if not worker.ready and _read_ready(self.directory, worker):
                     worker.ready = True
+                    if announced:
+                        log.info("Worker %d (pid %d) is serving again", worker.index,
+                                 worker.proc.pid)
                 code = worker.proc.poll()
                 if code is None:
                     continue
