@@ -329,6 +329,8 @@ def serve_forever(options: ServerOptions, role: WorkerRole | None = None) -> int
     finally:
         if writer is not None:
             writer.close()
+        if role is not None:
+            role.remove_directory_if_orphaned()
 
 
 def _serve(server: Any, options: ServerOptions, role: WorkerRole | None) -> int:

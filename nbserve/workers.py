@@ -58,6 +58,7 @@ log = logging.getLogger("nbserve.workers")
 
 DIR_ENV = "NBSERVE_WORKER_DIR"  # the private directory; set only in a worker's environment
 INDEX_ENV = "NBSERVE_WORKER_INDEX"  # 0 .. N-1
+PARENT_ENV = "NBSERVE_WORKER_PARENT"  # the supervisor's pid
 OPTIONS_FILE = "options.pickle"
 MAX_RESTARTS = 3  # deaths of one worker within RESTART_WINDOW_SECONDS before giving up
 RESTART_WINDOW_SECONDS = 60.0
@@ -187,7 +188,8 @@ class Supervisor:
         return options
 
     def _spawn(self, index: int) -> _Worker:
-        env = dict(os.environ, **{DIR_ENV: self.directory, INDEX_ENV: str(index)})
+        env = dict(os.environ, **{DIR_ENV: self.directory, INDEX_ENV: str(index),
+                                  PARENT_ENV: str(os.getpid())})
         if index:  # one discovery record per server: worker 0's
             env["JUPYTER_RUNTIME_DIR"] = os.path.join(self.directory, "runtime")
         try:
@@ -281,7 +283,7 @@ class Supervisor:
                 worker.proc.wait()
                 clean = False
                 continue
-            if code != 0:
+            if code not in (0, -signal.SIGTERM):  # -SIGTERM: stopped before its handlers
                 log.error("Worker %d (pid %d) stopped with %s", worker.index, worker.proc.pid,
                           _describe_exit(code))
                 clean = False
@@ -341,7 +343,8 @@ class WorkerRole:
         directory = os.environ.get(DIR_ENV)
         if not directory:
             return None
-        return WorkerRole(int(os.environ.get(INDEX_ENV, "0")), directory, os.getppid())
+        return WorkerRole(int(os.environ.get(INDEX_ENV, "0")), directory,
+                          int(os.environ.get(PARENT_ENV, "0")) or os.getppid())
 
     def options(self) -> ServerOptions:
         """The options the parent wrote for its workers."""
@@ -354,6 +357,12 @@ class WorkerRole:
     def orphaned(self) -> bool:
         """True when the parent is gone (this worker should stop)."""
         return os.getppid() != self.parent_pid
+
+    def remove_directory_if_orphaned(self) -> None:
+        """After this worker stopped: remove the private folder when the parent is gone (it
+        was SIGKILLed and cannot); every orphaned worker tries, the first one wins."""
+        if self.orphaned():
+            shutil.rmtree(self.directory, ignore_errors=True)
 
     def ready(self, rest_port: int | None, grpc_port: int | None) -> None:
         """Tell the parent this worker's ports are open."""

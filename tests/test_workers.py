@@ -194,6 +194,47 @@ def test_port_held_by_another_program_fails_the_start(quick_options, capsys):
     assert f"Port {port} on 127.0.0.1 is already in use" in capsys.readouterr().err
 
 
+def gone(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            stat = f.read()
+    except OSError:
+        return True
+    return stat[stat.rindex(")") + 2] == "Z"  # a zombie its new parent has not reaped yet
+
+
+def test_workers_stop_when_the_parent_is_killed(tmp_path):
+    port = free_port()
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "nbserve", "--num_workers=2", f"--model_base_path={tmp_path}",
+         "--port=0", f"--rest_api_port={port}", "--open_ports_before_load"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stderr is not None
+        for line in proc.stderr:  # the ready line, once every worker has opened the port
+            if "Exporting HTTP/REST API at:" in line:
+                break
+        workers = workers_of(proc.pid)
+        assert sorted(workers) == [0, 1]
+        with open(f"/proc/{workers[0]}/environ", "rb") as f:
+            directory = dict(item.split(b"=", 1) for item in f.read().split(b"\0")
+                             if b"=" in item)[b"NBSERVE_WORKER_DIR"].decode()
+        assert os.path.isdir(directory) and (os.stat(directory).st_mode & 0o777) == 0o700
+        assert call(port, "GET", "/v1/models/default").status == 404  # served, no version yet
+        proc.kill()
+        proc.wait()
+        wait_for(lambda: all(gone(pid) for pid in workers.values()), timeout=60,
+                 what="the orphaned workers to stop")
+        assert not os.path.exists(directory)  # they removed the private folder
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        assert proc.stderr is not None
+        proc.stderr.close()
+
+
 # -- a real server: half_plus_two, 2 workers, REST + gRPC + Prometheus ----------------------------
 class Cli:
     """``python -m nbserve --num_workers=2`` on free ports, its stderr collected."""
