@@ -4,6 +4,7 @@
 #   docker run -p 8500:8500 -p 8501:8501 -v "$PWD/export:/models/model" nbserve
 #   docker run ... -e MODEL_NAME=half_plus_two -v "$PWD/hp2:/models/half_plus_two" nbserve
 #   docker run ... -v "$PWD/config:/config" nbserve --model_config_file=/config/models.config
+#   docker run ... nbserve --num_workers=4   # 4 serving processes on the same ports (README)
 # The server binds 0.0.0.0 inside the container (the container's network is the boundary);
 # REST on 8501 (/v1/models/..., /healthz, /readyz), gRPC on 8500.
 
