@@ -63,7 +63,7 @@ OPTIONS_FILE = "options.pickle"
 MAX_RESTARTS = 3  # deaths of one worker within RESTART_WINDOW_SECONDS before giving up
 RESTART_WINDOW_SECONDS = 60.0
 DRAIN_MARGIN_SECONDS = 15.0  # beyond the grace: unloading and joins, before SIGKILL
-POLL_SECONDS = 0.05
+POLL_SECONDS = 0.1  # the supervisor's loop: signals, deaths, ready files
 
 
 def check_supported(num_workers: int, options: ServerOptions) -> str | None:

@@ -360,9 +360,10 @@ def test_both_workers_serve_rest_and_grpc_and_metrics_count_every_request(served
         predict_rest(served)
     predict_grpc(served, grpc_calls)
     total = before + rest + grpc_calls
-    # the answering worker counts live, the other's snapshot is at most ~1 s old
-    wait_for(lambda: ok_count(served) == total, timeout=15, what=f"{total} requests counted")
-    assert [ok_count(served) for _ in range(6)] == [total] * 6  # whichever worker answers
+    # the answering worker counts live, the other's snapshot is at most ~1 s old: soon, every
+    # scrape (on a new connection each, so whichever worker answers) reports the total
+    wait_for(lambda: [ok_count(served) for _ in range(6)] == [total] * 6, timeout=15,
+             what=f"{total} requests counted by every worker")
     counts = wait_for(lambda: (c := worker_counts(served)) and sum(c.values()) == total and c,
                       timeout=15, what="both snapshots")
     assert len(counts) == 2 and all(count > 0 for count in counts.values()), counts
