@@ -71,7 +71,7 @@ def measure_startup(cfg: BenchConfig, manifest: dict) -> dict:
         good = [r for r in runs if "error" not in r]
         out[key] = min(good, key=lambda r: r["wall_s"]) if good else runs[0]
         log(f"start-up {key}: {out[key]}")
-    out["cli_grpc"] = startup.measure_cli(base, name, body, free_port(), free_port(), timeout=25)
+    out["cli_grpc"] = startup.measure_cli(base, name, body, free_port(), free_port(), timeout=90)
     log(f"start-up cli_grpc: {out['cli_grpc']}")
     return out
 
