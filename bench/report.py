@@ -55,8 +55,9 @@ def _read(path: str) -> str:
 # -- summaries -------------------------------------------------------------------------------
 
 def best(rows: Iterable[dict]) -> dict | None:
-    """The round with the highest throughput (errors summed over rounds), or None."""
-    good = [r for r in rows if "rps" in r]
+    """The round with the highest throughput (errors summed over rounds), or None. A round
+    with no answer and no error (a window shorter than one request) is not a figure."""
+    good = [r for r in rows if "rps" in r and (r.get("requests") or r.get("errors"))]
     if not good:
         return None
     top = dict(max(good, key=lambda r: r["rps"]))
@@ -349,7 +350,8 @@ def _compute_section(results: dict) -> list[str]:
     labels = results.get("labels", {})
     out = ["## Batching on the compute-bound workload (d)", "",
            f"Model `{cb.get('name')}` (`bench/compute_bound.py`); in-process limit (the "
-           f"SavedModel called at batch 32 in a loop, best of {len(cb.get('limits', []))}): "
+           f"SavedModel called at batch 32 in a loop, best of {len(cb.get('limits', []))}, "
+           "before and after the servers ran): "
            f"{_num(cb['limit'])} items/s; one batch-1 call: {_ms(cb.get('single_ms'))} ms. "
            "32 h2load gRPC clients:", "",
            "| server | req/s | × limit | mean ms |", "|---|---:|---:|---:|"]

@@ -164,6 +164,7 @@ def test_best_round_and_goals():
     top = report.cell(results, "a", "nbserve-rest", 32)
     assert top["rps"] == 7000 and top["rounds"] == 2
     assert report.cell(results, "a", "echo-rest", 32) is None  # only a failed round
+    assert report.best([_row(0.0)]) is None  # no answer within the window: not a figure
     goals = {g["name"]: g for g in report.compute_goals(results)}
     assert sorted({g["goal"] for g in goals.values()}) == [1, 2, 3, 4, 5, 6]
     floor = goals["(a) REST 32 conns vs the bare aiohttp floor"]
