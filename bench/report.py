@@ -306,8 +306,8 @@ def render(results: dict) -> str:
     if notes:
         out += ["## Notes", ""] + [f"- {n}" for n in notes] + [""]
     out += ["## How to run", "",
-            "`make bench` (about 15 minutes here once the peers' venvs exist; "
-            "`BENCH_QUICK=1 make bench` about 4, its results in `.cache/bench-quick/`). "
+            "`make bench` (about 16 minutes here once the peers' venvs exist; "
+            "`BENCH_QUICK=1 make bench` about 5, its results in `.cache/bench-quick/`). "
             "Settings: `BENCH_SECONDS`, `BENCH_ROUNDS`, `BENCH_LARGE_FACTOR`, "
             "`BENCH_CONCURRENCY`, `BENCH_WORKLOADS`, `BENCH_PEERS`, `BENCH_PROFILE` (see "
             "`bench/config.py`). Raw numbers: `bench/results.json`; re-render with "
