@@ -45,12 +45,12 @@ lint: $(STAMP) $(LABEXT_NODE)
 	echo "== labextension: tsc --noEmit, eslint"; (cd labextension && npm run --silent lint) || status=1; \
 	exit $$status
 
-# The benchmark (issues 6 and 12: bench/RESULTS.md, bench/results.png); ~15 min, BENCH_QUICK=1
-# ~4 min (its results go to .cache/bench-quick/). The peers (KServe, MLServer, PyTriton, Ray
-# Serve) get their own venvs under .cache/bench-venvs on first use (PyPI, a few minutes each); a
-# peer whose install fails is skipped by the harness with a note, the others still run.
-# REST load: wrk; gRPC load: h2load (nghttp2-client).
-BENCH_VENVS := .cache/bench-venvs
+# The benchmark (issues 6 and 12: bench/RESULTS.md, bench/results.png); ~16 min here, BENCH_QUICK=1
+# ~5 min on a quiet machine (results in .cache/bench-quick/). The peers (KServe, MLServer,
+# PyTriton, Ray Serve) get their own venvs under .cache/bench-venvs on first use (PyPI, a few
+# minutes each); a peer whose install fails is skipped by the harness with a note.
+# REST load: wrk; gRPC load: h2load (nghttp2-client). BENCH_VENVS=DIR: peer venvs elsewhere.
+BENCH_VENVS ?= .cache/bench-venvs
 BENCH_PEERS_ALL := kserve mlserver pytriton ray
 PEER_PKG_kserve   := kserve
 PEER_PKG_mlserver := mlserver

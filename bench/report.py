@@ -55,8 +55,9 @@ def _read(path: str) -> str:
 # -- summaries -------------------------------------------------------------------------------
 
 def best(rows: Iterable[dict]) -> dict | None:
-    """The round with the highest throughput (errors summed over rounds), or None."""
-    good = [r for r in rows if "rps" in r]
+    """The round with the highest throughput (errors summed over rounds), or None. A round
+    with no answer and no error (a window shorter than one request) is not a figure."""
+    good = [r for r in rows if "rps" in r and (r.get("requests") or r.get("errors"))]
     if not good:
         return None
     top = dict(max(good, key=lambda r: r["rps"]))
@@ -305,8 +306,8 @@ def render(results: dict) -> str:
     if notes:
         out += ["## Notes", ""] + [f"- {n}" for n in notes] + [""]
     out += ["## How to run", "",
-            "`make bench` (about 15 minutes here once the peers' venvs exist; "
-            "`BENCH_QUICK=1 make bench` about 4, its results in `.cache/bench-quick/`). "
+            "`make bench` (about 16 minutes here once the peers' venvs exist; "
+            "`BENCH_QUICK=1 make bench` about 5, its results in `.cache/bench-quick/`). "
             "Settings: `BENCH_SECONDS`, `BENCH_ROUNDS`, `BENCH_LARGE_FACTOR`, "
             "`BENCH_CONCURRENCY`, `BENCH_WORKLOADS`, `BENCH_PEERS`, `BENCH_PROFILE` (see "
             "`bench/config.py`). Raw numbers: `bench/results.json`; re-render with "
@@ -349,7 +350,8 @@ def _compute_section(results: dict) -> list[str]:
     labels = results.get("labels", {})
     out = ["## Batching on the compute-bound workload (d)", "",
            f"Model `{cb.get('name')}` (`bench/compute_bound.py`); in-process limit (the "
-           f"SavedModel called at batch 32 in a loop, best of {len(cb.get('limits', []))}): "
+           f"SavedModel called at batch 32 in a loop, best of {len(cb.get('limits', []))}, "
+           "before and after the servers ran): "
            f"{_num(cb['limit'])} items/s; one batch-1 call: {_ms(cb.get('single_ms'))} ms. "
            "32 h2load gRPC clients:", "",
            "| server | req/s | × limit | mean ms |", "|---|---:|---:|---:|"]

@@ -164,6 +164,7 @@ def test_best_round_and_goals():
     top = report.cell(results, "a", "nbserve-rest", 32)
     assert top["rps"] == 7000 and top["rounds"] == 2
     assert report.cell(results, "a", "echo-rest", 32) is None  # only a failed round
+    assert report.best([_row(0.0)]) is None  # no answer within the window: not a figure
     goals = {g["name"]: g for g in report.compute_goals(results)}
     assert sorted({g["goal"] for g in goals.values()}) == [1, 2, 3, 4, 5, 6]
     floor = goals["(a) REST 32 conns vs the bare aiohttp floor"]
@@ -246,3 +247,16 @@ def test_machine_description_and_config(monkeypatch):
     assert cfg.quick and cfg.seconds == 1.0 and cfg.rounds == 1 and cfg.concurrency == (1, 4)
     assert cfg.duration("c") == 3.0 and cfg.duration("a") == 1.0
     assert cfg.concurrency_for("c") == (1,) and not cfg.profile
+
+
+def test_target_helpers():
+    import os
+
+    from bench import targets
+
+    assert targets.triton_shape([1]) == [1, 1]  # half_plus_two: items of [1]
+    assert targets.triton_shape([8, 224, 224, 3]) == [8, 224, 224, 3]
+    assert os.getpid() in targets.session_members(os.getsid(0))
+    assert targets.short_version("0.21.0") == "0.21" and targets.short_version("") == "?"
+    rest = targets.Target("t", "T", "rest", str, str, ("a", "d"), concurrency=(32,))
+    assert rest.runs("a", 32) and not rest.runs("a", 1) and not rest.runs("b", 32)
