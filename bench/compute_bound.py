@@ -333,15 +333,22 @@ def _h2load(port: int, body: bytes, clients: int, count: int,
                "-H", "content-type: application/grpc", "-H", "te: trailers", "-d", f.name,
                f"http://127.0.0.1:{port}{METHOD}"]
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-    text = out.stdout + out.stderr
+    return parse_h2load(out.stdout + out.stderr, out.returncode, count, answer_bytes)
+
+
+def parse_h2load(text: str, returncode: int, count: int,
+                 answer_bytes: int | None) -> LoadResult:
+    """The ``LoadResult`` of one h2load run of ``count`` requests, from its output; RuntimeError
+    unless all ``count`` succeeded with HTTP 200 and (given ``answer_bytes``) the data bytes are
+    exactly ``count * answer_bytes``."""
     done = re.search(r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, "
                      r"(\d+) failed, (\d+) errored", text)
     codes = re.search(r"status codes: (\d+) 2xx", text)
     traffic = re.search(r"traffic: .*\((\d+)\) data", text)
     finished = re.search(r"finished in ([\d.]+)(m?s), ([\d.]+) req/s", text)
     mean = re.search(r"time for request:\s+\S+\s+\S+\s+([\d.]+)(us|ms|s)", text)
-    if not (out.returncode == 0 and done and codes and traffic and finished):
-        raise RuntimeError(f"h2load failed ({out.returncode}):\n{text}")
+    if not (returncode == 0 and done and codes and traffic and finished):
+        raise RuntimeError(f"h2load failed ({returncode}):\n{text}")
     succeeded = int(done.group(4))
     if succeeded != count or int(codes.group(1)) != count:
         raise RuntimeError(f"h2load saw failures:\n{text}")
