@@ -25,9 +25,11 @@ Function API (``bench/run.py`` calls these; each is independent of the others):
   configuration measured in ``rounds`` interleaved rounds, each round opening with the limit;
   medians of the per-round ratios to the limit.
 
-``python -m bench.compute_bound [--seconds S] [--rounds R] [--old-pythonpath DIR]`` prints a
-side-by-side table: the limit, no batching, and ``bench/batching.config`` (plus the same config
-served by the code under ``DIR``, e.g. an older checkout, for an A/B in one run).
+``python -m bench.compute_bound [--seconds S] [--rounds R] [--old-pythonpath DIR] [--threads N]``
+prints a side-by-side table: the limit, no batching, and ``bench/batching.config`` (plus the same
+config served by the code under ``DIR``, e.g. an older checkout, for an A/B in one run). Every
+server gets ``--rest_api_num_threads=request_threads(config)`` unless ``--threads`` says
+otherwise: with nbserve's default (4 x CPUs) a batch never holds more requests than that.
 """
 
 from __future__ import annotations
@@ -428,15 +430,25 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="BatchingParameters file for the batching runs")
     parser.add_argument("--old-pythonpath", default=None,
                         help="also run batching with the nbserve package found here (A/B)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="--rest_api_num_threads for every server (default: "
+                             "nbserve.batching.request_threads of the config; 0: nbserve's)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON too")
     args = parser.parse_args(argv)
+    from nbserve.batching import request_threads
+    from nbserve.config_file import load_batching_parameters
+
+    threads = args.threads
+    if threads is None:
+        threads = request_threads(load_batching_parameters(args.config))
+    flags = [f"--rest_api_num_threads={threads}"] if threads else []
     base = prepare(args.dir)
     configs: dict[str, dict[str, Any]] = {
-        "no batching": {},
-        "batching": {"batching_config": args.config},
+        "no batching": {"extra_flags": flags},
+        "batching": {"batching_config": args.config, "extra_flags": flags},
     }
     if args.old_pythonpath:
-        configs["batching (old code)"] = {"batching_config": args.config,
+        configs["batching (old code)"] = {"batching_config": args.config, "extra_flags": flags,
                                           "pythonpath": args.old_pythonpath}
     result = compare(base, configs, args.clients, args.seconds, args.rounds,
                      log=lambda m: print(m, file=sys.stderr, flush=True))
@@ -446,6 +458,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{label:28} {value:8.0f} {result['ratio'][label]:8.2f} "
               f"{result['cpu_ratio'][label]:8.2f}")
     print(f"(single request {result['single_ms']:.2f} ms in process; {args.clients} gRPC clients; "
+          f"{threads or 'default'} request threads; "
           f"medians of {args.rounds} rounds of {args.seconds:g} s, each ratio against its "
           f"round's limit)")
     if args.json:
