@@ -25,9 +25,11 @@ Function API (``bench/run.py`` calls these; each is independent of the others):
   configuration measured in ``rounds`` interleaved rounds, each round opening with the limit;
   medians of the per-round ratios to the limit.
 
-``python -m bench.compute_bound [--seconds S] [--rounds R] [--old-pythonpath DIR]`` prints a
-side-by-side table: the limit, no batching, and ``bench/batching.config`` (plus the same config
-served by the code under ``DIR``, e.g. an older checkout, for an A/B in one run).
+``python -m bench.compute_bound [--seconds S] [--rounds R] [--old-pythonpath DIR] [--threads N]``
+prints a side-by-side table: the limit, no batching, and ``bench/batching.config`` (plus the same
+config served by the code under ``DIR``, e.g. an older checkout, for an A/B in one run). Every
+server gets ``--rest_api_num_threads=request_threads(config)`` unless ``--threads`` says
+otherwise: with nbserve's default (4 x CPUs) a batch never holds more requests than that.
 """
 
 from __future__ import annotations
@@ -333,15 +335,22 @@ def _h2load(port: int, body: bytes, clients: int, count: int,
                "-H", "content-type: application/grpc", "-H", "te: trailers", "-d", f.name,
                f"http://127.0.0.1:{port}{METHOD}"]
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-    text = out.stdout + out.stderr
+    return parse_h2load(out.stdout + out.stderr, out.returncode, count, answer_bytes)
+
+
+def parse_h2load(text: str, returncode: int, count: int,
+                 answer_bytes: int | None) -> LoadResult:
+    """The ``LoadResult`` of one h2load run of ``count`` requests, from its output; RuntimeError
+    unless all ``count`` succeeded with HTTP 200 and (given ``answer_bytes``) the data bytes are
+    exactly ``count * answer_bytes``."""
     done = re.search(r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, "
                      r"(\d+) failed, (\d+) errored", text)
     codes = re.search(r"status codes: (\d+) 2xx", text)
     traffic = re.search(r"traffic: .*\((\d+)\) data", text)
     finished = re.search(r"finished in ([\d.]+)(m?s), ([\d.]+) req/s", text)
     mean = re.search(r"time for request:\s+\S+\s+\S+\s+([\d.]+)(us|ms|s)", text)
-    if not (out.returncode == 0 and done and codes and traffic and finished):
-        raise RuntimeError(f"h2load failed ({out.returncode}):\n{text}")
+    if not (returncode == 0 and done and codes and traffic and finished):
+        raise RuntimeError(f"h2load failed ({returncode}):\n{text}")
     succeeded = int(done.group(4))
     if succeeded != count or int(codes.group(1)) != count:
         raise RuntimeError(f"h2load saw failures:\n{text}")
@@ -421,15 +430,25 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="BatchingParameters file for the batching runs")
     parser.add_argument("--old-pythonpath", default=None,
                         help="also run batching with the nbserve package found here (A/B)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="--rest_api_num_threads for every server (default: "
+                             "nbserve.batching.request_threads of the config; 0: nbserve's)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON too")
     args = parser.parse_args(argv)
+    from nbserve.batching import request_threads
+    from nbserve.config_file import load_batching_parameters
+
+    threads = args.threads
+    if threads is None:
+        threads = request_threads(load_batching_parameters(args.config))
+    flags = [f"--rest_api_num_threads={threads}"] if threads else []
     base = prepare(args.dir)
     configs: dict[str, dict[str, Any]] = {
-        "no batching": {},
-        "batching": {"batching_config": args.config},
+        "no batching": {"extra_flags": flags},
+        "batching": {"batching_config": args.config, "extra_flags": flags},
     }
     if args.old_pythonpath:
-        configs["batching (old code)"] = {"batching_config": args.config,
+        configs["batching (old code)"] = {"batching_config": args.config, "extra_flags": flags,
                                           "pythonpath": args.old_pythonpath}
     result = compare(base, configs, args.clients, args.seconds, args.rounds,
                      log=lambda m: print(m, file=sys.stderr, flush=True))
@@ -439,6 +458,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{label:28} {value:8.0f} {result['ratio'][label]:8.2f} "
               f"{result['cpu_ratio'][label]:8.2f}")
     print(f"(single request {result['single_ms']:.2f} ms in process; {args.clients} gRPC clients; "
+          f"{threads or 'default'} request threads; "
           f"medians of {args.rounds} rounds of {args.seconds:g} s, each ratio against its "
           f"round's limit)")
     if args.json:

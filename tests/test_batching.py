@@ -448,3 +448,42 @@ def test_rest_batching_pads_and_answers_503_when_full(tfs_testdata, start_server
     np.testing.assert_allclose(replies["small"][1]["predictions"], padded * 0.5 + 2)
     assert replies["big"][0] == 200
     np.testing.assert_allclose(replies["big"][1]["predictions"], np.array(big) * 0.5 + 2)
+
+
+# -- bench/compute_bound.py (the pure parts; the load run itself is a benchmark, not a test) -------
+
+H2LOAD_OUTPUT = """finished in 2.50s, 400.00 req/s, 41.60KB/s
+requests: 1000 total, 1000 started, 1000 done, 1000 succeeded, 0 failed, 0 errored, 0 timeout
+status codes: 1000 2xx, 0 3xx, 0 4xx, 0 5xx
+traffic: 150.00KB (153600) total, 5.00KB (5120) headers (space savings 94%), 101.56KB (104000) data
+                     min         max         mean         sd        +/- sd
+time for request:    58.77ms    192.75ms     79.90ms     26.93ms    69.28%
+"""
+
+
+def test_compute_bound_parses_h2load_and_refuses_failed_answers():
+    from bench.compute_bound import parse_h2load
+
+    result = parse_h2load(H2LOAD_OUTPUT, 0, 1000, 104)
+    assert (result.requests, result.seconds, result.rps, result.mean_ms) == (1000, 2.5, 400.0,
+                                                                          79.9)
+    with pytest.raises(RuntimeError, match="not all successful"):
+        parse_h2load(H2LOAD_OUTPUT, 0, 1000, 105)  # an error answer carries no message
+    with pytest.raises(RuntimeError, match="failures"):
+        parse_h2load(H2LOAD_OUTPUT.replace("1000 2xx", "990 2xx"), 0, 1000, None)
+    with pytest.raises(RuntimeError, match="h2load failed"):
+        parse_h2load("", 1, 1000, None)
+
+
+def test_compute_bound_grpc_body_is_one_uncompressed_frame():
+    pytest.importorskip("tensorflow_serving")
+    from tensorflow_serving.apis import predict_pb2
+
+    from bench.compute_bound import grpc_body
+
+    body = grpc_body("m")
+    assert body[0] == 0 and int.from_bytes(body[1:5], "big") == len(body) - 5
+    request = predict_pb2.PredictRequest.FromString(body[5:])
+    assert request.model_spec.name == "m"
+    assert list(request.inputs["x"].tensor_shape.dim) and \
+        [d.size for d in request.inputs["x"].tensor_shape.dim] == [1, 96, 96, 3]
