@@ -134,13 +134,16 @@ class Server(Endpoints):
         self.core = ServerCore(core_options(options), with_load_timeout(
             loader_factory or saved_model_loader_factory(options), options.load_timeout_seconds),
             source_factory=FileSystemStoragePathSource.from_options)
-        from nbserve.batching import scheduler_for
+        from nbserve.batching import request_threads, scheduler_for
 
         self.batcher = scheduler_for(options, self.core)  # None unless options.enable_batching
         self.service = ObservedService(self.core,
                                        run_hook=self.batcher.run if self.batcher else None,
                                        hint=self._hint)
         threads = options.rest_api_num_threads or 4 * (os.cpu_count() or 1)
+        if self.batcher is not None and not options.rest_api_num_threads:
+            # a batched request waits on its thread: fewer threads than a batch never fill it
+            threads = max(threads, request_threads(options.batching, options.batching_per_model))
         self._executor = ThreadPoolExecutor(threads, thread_name_prefix="nbserve-predict")
         self._io = IoThread(event_loop=options.event_loop)
         self._runners: list[Any] = []
