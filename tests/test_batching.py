@@ -487,3 +487,17 @@ def test_compute_bound_grpc_body_is_one_uncompressed_frame():
     assert request.model_spec.name == "m"
     assert list(request.inputs["x"].tensor_shape.dim) and \
         [d.size for d in request.inputs["x"].tensor_shape.dim] == [1, 96, 96, 3]
+
+
+@pytest.mark.parametrize("num_threads, expected", [(0, 2 * 16), (5, 5)])
+def test_a_batching_server_has_threads_for_a_full_batch(num_threads, expected):
+    from nbserve.server import Server
+
+    server = Server(ServerOptions(
+        enable_batching=True, rest_api_num_threads=num_threads,
+        batching=BatchingOptions(max_batch_size=16, num_batch_threads=1)))
+    try:
+        assert server._executor._max_workers == expected  # 32 > the default 4 x CPUs here
+    finally:
+        server.stop()
+        server._executor.shutdown()
