@@ -1,1 +1,1 @@
-"""Transports: REST (aiohttp) and gRPC (grpc.aio) over the one ServingService."""
+"""Transports: REST (aiohttp) and gRPC (sync grpc.server) over the one ServingService."""

@@ -9,8 +9,10 @@ Threads: gRPC's own server thread polls the completion queue and runs each call 
 the pool ``start_grpc_server`` is given: the server's predict pool, shared with REST. The call
 runs there start to end (parse, service call, serialize), with no hop to another thread and
 nothing on the REST event loop: a sync ``grpc.server`` measured faster here than grpc.aio with a
-hand-off to the pool per call. The predict pool (``--rest_api_num_threads``, default 4 x CPUs, as
-TF Serving sizes its REST pool) bounds the model work of both transports together.
+hand-off to the pool per call. The predict pool (``--rest_api_num_threads``, default 4 x CPUs:
+TF Serving's default for both its REST threads and ``--grpc_max_threads``) bounds the model work
+of both transports together, as before. On half_plus_two, 2 to 16 threads measured within the
+noise of each other (gRPC's single polling thread, not the pool, is the bottleneck).
 
 The inference methods are raw-bytes handlers: the request is parsed once on the pool thread and
 the response serialized here, so no serializer layer runs on gRPC's side. Every ServingError
@@ -59,6 +61,9 @@ PREDICTION_SERVICE = prediction_service_pb2.DESCRIPTOR.services_by_name[
 MODEL_SERVICE = model_service_pb2.DESCRIPTOR.services_by_name["ModelService"].full_name
 HEALTH_NAMES = ("", PREDICTION_SERVICE, MODEL_SERVICE, "PredictionService", "ModelService")
 OBSERVED_APIS = ("Predict", "Classify", "Regress")
+# A sync server reports ~9.2e18 s remaining for a call without a deadline: anything beyond
+# this many seconds means "no deadline" (no run timeout), as grpc.aio's None did.
+NO_DEADLINE_SECONDS = 1e9
 STOP_POLL_SECONDS = 0.005  # how often ``GrpcServer.stop`` looks at gRPC's shutdown event
 
 # (model name, API, status code, seconds): called after every inference RPC (metrics).
@@ -122,7 +127,8 @@ class PredictionServicer:
     def Predict(self, request: Any, context: grpc.ServicerContext) -> Any:
         spec = spec_from_proto(request)
         remaining = context.time_remaining()
-        timeout_ms = int(remaining * 1000) if remaining else None
+        timeout_ms = (int(remaining * 1000) if remaining and remaining < NO_DEADLINE_SECONDS
+                      else None)
         codec = ProtoPredictCodec(request, predict_pb2.PredictResponse, self._tensor_content)
         return self.service.predict(spec, codec, timeout_ms=timeout_ms)
 
@@ -321,11 +327,13 @@ async def start_grpc_server(service: ServingService, executor: ThreadPoolExecuto
 
     ``auth_token`` (nbserve): every call needs the metadata ``authorization: Bearer <token>``
     (the health service is exempt on a loopback ``host``). ``limiter`` bounds the RPCs in flight,
-    shared with REST; calls beyond its limit waiting for a pool thread are refused by gRPC with
-    RESOURCE_EXHAUSTED. Raises OSError naming the address when it cannot bind. ``unix_socket``
-    (issue 14, an absolute path claimed by ``nbserve.transport.unix_socket``): also listen on
-    ``unix:<path>``; with ``port`` None gRPC listens there only (the bound port returned is then
-    0). ``profiler``: also serve ``tensorflow.ProfilerService`` (``nbserve.transport.profiler``).
+    shared with REST (UNAVAILABLE beyond it); its limit also caps the gRPC calls open at once,
+    running or waiting for a pool thread, health Watch streams included (gRPC refuses more with
+    RESOURCE_EXHAUSTED), so no queue in front of the pool grows without bound. Raises OSError
+    naming the address when it cannot bind. ``unix_socket`` (issue 14, an absolute path claimed
+    by ``nbserve.transport.unix_socket``): also listen on ``unix:<path>``; with ``port`` None
+    gRPC listens there only (the bound port returned is then 0). ``profiler``: also serve
+    ``tensorflow.ProfilerService`` (``nbserve.transport.profiler``).
     ``reuse_port``: bind with ``SO_REUSEPORT`` (worker processes sharing the port).
     """
     from grpc_health.v1 import health, health_pb2, health_pb2_grpc

@@ -1,4 +1,4 @@
-"""Blocking work off the event loop: the predict pool hand-off both transports use."""
+"""Blocking work off the event loop: the predict pool hand-off REST uses (gRPC runs on the pool)."""
 
 from __future__ import annotations
 

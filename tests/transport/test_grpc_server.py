@@ -100,6 +100,18 @@ def test_a_request_that_does_not_parse_is_internal_and_the_server_goes_on(fake_s
         assert reply.model_spec.name == "m"
 
 
+def test_the_call_deadline_becomes_the_run_timeout(fake_server):
+    servable = FakeServable()
+    srv = fake_server(servable)
+    with grpc.insecure_channel(srv.grpc_target) as channel:
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        stub.Predict(predict_request([1.0]))  # no deadline: no timeout (not ~1e21 ms)
+        stub.Predict(predict_request([1.0]), timeout=30)
+    no_deadline, with_deadline = (run.timeout_ms for run in servable.calls)
+    assert no_deadline is None
+    assert with_deadline is not None and 20_000 < with_deadline <= 31_000  # header rounds up
+
+
 def test_channel_options_reuse_port():
     assert dict(channel_options(1 << 20)) == {
         "grpc.max_send_message_length": 1 << 20, "grpc.max_receive_message_length": 1 << 20,
