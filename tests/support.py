@@ -6,6 +6,9 @@ Test modules import from here (or from ``nbserve.testing``), never from each oth
 from __future__ import annotations
 
 import pathlib
+import signal
+import subprocess
+import threading
 import time
 from collections.abc import Callable
 from typing import TypeVar
@@ -54,3 +57,18 @@ class FakeClock:
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
+
+
+def stop_process(proc: subprocess.Popen[str], reader: threading.Thread,
+                 timeout: float = 60) -> int:
+    """SIGTERM ``proc`` (a server under test), wait up to ``timeout`` s for its exit code; kill
+    it if it is still running after that, and join the thread that read its output."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+    try:
+        return proc.wait(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(30)
+        reader.join(30)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import queue
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -19,6 +18,7 @@ import time
 
 import pytest
 
+from tests.support import stop_process
 from tests.transport.rest_client import call
 
 grpc = pytest.importorskip("grpc")
@@ -86,15 +86,7 @@ class Cli:
             time.sleep(0.02)
 
     def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout=60)
-        finally:
-            if self.proc.poll() is None:
-                self.proc.kill()
-                self.proc.wait(30)
-            self._reader.join(30)
+        return stop_process(self.proc, self._reader, timeout=60)
 
 
 @pytest.fixture

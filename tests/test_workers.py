@@ -25,7 +25,7 @@ from nbserve.cli import UsageError, _check_workers, options_from_flags, parse_fl
 from nbserve.metrics import merge, render
 from nbserve.options import ModelConfig, ServerOptions
 from nbserve.workers import Supervisor, check_supported, worker_options
-from tests.support import REPO, free_port, wait_for
+from tests.support import REPO, free_port, stop_process, wait_for
 from tests.transport.rest_client import call
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"),
@@ -275,15 +275,7 @@ class Cli:
         assert text in self.text(), self.text()
 
     def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout=90)
-        finally:
-            if self.proc.poll() is None:
-                self.proc.kill()
-                self.proc.wait(30)
-            self._reader.join(30)
+        return stop_process(self.proc, self._reader, timeout=90)
 
 
 @pytest.fixture(scope="module")
