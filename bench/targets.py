@@ -357,6 +357,19 @@ def build_targets(cfg: BenchConfig, manifest: dict, notes: list[str],
     return targets, procs
 
 
+def _v2_targets(key: str, label: str, http_port: int, grpc_port: int, bodies: str,
+                names: dict[str, str], workloads: tuple[str, ...], proc: Proc) -> list[Target]:
+    """A KServe-v2 peer's REST and gRPC targets (``<bodies>.json`` / ``<bodies>.grpc``)."""
+    return [
+        Target(key, f"{label} (V2 REST)", "rest",
+               lambda w: f"http://127.0.0.1:{http_port}/v2/models/{names[w]}/infer",
+               lambda w: body_file(w, f"{bodies}.json"), workloads, None, v2_outputs, proc),
+        Target(f"{key}-grpc", f"{label} (V2 gRPC)", "grpc",
+               lambda w: f"127.0.0.1:{grpc_port}", lambda w: body_file(w, f"{bodies}.grpc"),
+               workloads, None, grpc_protos.infer_outputs, proc, method=grpc_protos.V2_METHOD),
+    ]
+
+
 def _peers(cfg: BenchConfig, models: dict, names: dict[str, str], model_args: list[str],
            targets: list[Target], procs: list[Proc], notes: list[str]) -> None:
     workloads = cfg.workloads
@@ -391,29 +404,15 @@ def _peers(cfg: BenchConfig, models: dict, names: dict[str, str], model_args: li
             proc = Proc("mlserver", [str(VENVS / peer / "bin" / "mlserver"), "start",
                                      str(folder)], env={"PYTHONPATH": str(servers)})
             procs.append(proc)
-            targets.append(Target(
-                "mlserver", f"MLServer {version} (V2 REST)", "rest",
-                lambda w, port=port: f"http://127.0.0.1:{port}/v2/models/{names[w]}/infer",
-                lambda w: body_file(w, "v2.json"), workloads, None, v2_outputs, proc))
-            targets.append(Target(
-                "mlserver-grpc", f"MLServer {version} (V2 gRPC)", "grpc",
-                lambda w, port=grpc_port: f"127.0.0.1:{port}", lambda w: body_file(w, "v2.grpc"),
-                workloads, None, grpc_protos.infer_outputs, proc,
-                method=grpc_protos.V2_METHOD))
+            targets += _v2_targets("mlserver", f"MLServer {version}", port, grpc_port, "v2",
+                                   names, workloads, proc)
         elif peer == "pytriton":
             http, grpc_port = free_port(), free_port()
             proc = Proc("pytriton", [str(peer_python(peer)), str(servers / "pytriton_server.py"),
                                      str(http), str(grpc_port), str(free_port()), *model_args])
             procs.append(proc)
-            targets.append(Target(
-                "pytriton", f"PyTriton {version} (V2 REST)", "rest",
-                lambda w, port=http: f"http://127.0.0.1:{port}/v2/models/{names[w]}/infer",
-                lambda w: body_file(w, "triton.json"), workloads, None, v2_outputs, proc))
-            targets.append(Target(
-                "pytriton-grpc", f"PyTriton {version} (V2 gRPC)", "grpc",
-                lambda w, port=grpc_port: f"127.0.0.1:{port}",
-                lambda w: body_file(w, "triton.grpc"), workloads, None,
-                grpc_protos.infer_outputs, proc, method=grpc_protos.V2_METHOD))
+            targets += _v2_targets("pytriton", f"PyTriton {version}", http, grpc_port, "triton",
+                                   names, workloads, proc)
         elif peer == "ray":
             port = free_port()
             proc = Proc("ray", [str(peer_python(peer)), str(servers / "ray_server.py"),
