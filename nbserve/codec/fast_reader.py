@@ -24,6 +24,7 @@ random and hard decimal strings). Pure functions: thread-safe, no I/O.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any, Final
 
 import orjson
@@ -96,17 +97,17 @@ def _member_count(doc: Any, braces: int) -> int:
             members += len(obj)
             if seen == braces:
                 return members
-            for member in obj.values():
-                kind = type(member)
-                if kind is dict:
-                    objects.append(member)
-                elif kind is list:
-                    lists.append(member)
+            _containers(obj.values(), objects, lists)
         if not lists:
             return members
-        for element in lists.pop():
-            kind = type(element)
-            if kind is dict:
-                objects.append(element)
-            elif kind is list:
-                lists.append(element)
+        _containers(lists.pop(), objects, lists)
+
+
+def _containers(values: Iterable[Any], objects: list[Any], lists: list[Any]) -> None:
+    """Append each of ``values`` that is an object to ``objects``, each array to ``lists``."""
+    for value in values:
+        kind = type(value)
+        if kind is dict:
+            objects.append(value)
+        elif kind is list:
+            lists.append(value)
