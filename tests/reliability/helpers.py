@@ -55,3 +55,34 @@ def report(request: pytest.FixtureRequest, line: str) -> None:
     capture = request.config.pluginmanager.getplugin("capturemanager")
     with capture.global_and_fixture_disabled():
         print(line)
+
+
+class FakeServers:
+    """Servers (REST and gRPC on free ports) over one TensorFlow-free model "m" under ``root``;
+    a fixture yields ``start`` and calls ``stop_all`` at teardown."""
+
+    def __init__(self, root: pathlib.Path) -> None:
+        self._root = root
+        self._servers: list[Any] = []
+
+    def start(self, servable: Any = None, **overrides: Any) -> Any:
+        """A started server whose model "m" is AVAILABLE, served by ``servable`` (default a
+        ``FakeServable()``); ``overrides`` are ServerOptions fields."""
+        from nbserve.options import ModelConfig, ServerOptions
+        from nbserve.server import Server
+        from nbserve.testing import FakeServable
+
+        options: dict[str, Any] = dict(
+            models=(ModelConfig("m", str(fake_model_dir(self._root, "m"))),),
+            rest_api_port=0, grpc_port=0, max_num_load_retries=0)
+        options.update(overrides)
+        srv = Server(ServerOptions(**options), loader_factory=routing_factory(
+            {"m": serving(servable or FakeServable())}))
+        self._servers.append(srv)
+        srv.start()
+        srv.wait_until_available("m", timeout=30)
+        return srv
+
+    def stop_all(self, grace: float | None = None) -> None:
+        for srv in self._servers:
+            srv.stop(grace=grace)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 
 import grpc
@@ -12,10 +13,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 from nbserve.codec.tensors import to_tensor_proto
-from nbserve.options import ModelConfig
-from nbserve.testing import FakeServable
 from nbserve.transport import auth
-from tests.reliability.helpers import fake_model_dir, routing_factory, serving
+from tests.reliability.helpers import FakeServers
 from tests.transport.rest_client import call
 
 TOKEN = "s3cret-token"
@@ -25,26 +24,9 @@ BODY = '{"instances": [2.0]}'
 @pytest.fixture
 def fake_server(tmp_path):
     """Start a server with one TensorFlow-free model "m"; stopped at teardown."""
-    from nbserve.options import ServerOptions
-    from nbserve.server import Server
-
-    servers = []
-
-    def start(**overrides):
-        base = fake_model_dir(tmp_path, "m")
-        options = dict(models=(ModelConfig("m", str(base)),), rest_api_port=0, grpc_port=0,
-                       max_num_load_retries=0, file_system_poll_wait_seconds=0.2)
-        options.update(overrides)
-        srv = Server(ServerOptions(**options),
-                     loader_factory=routing_factory({"m": serving(FakeServable())}))
-        servers.append(srv)
-        srv.start()
-        srv.wait_until_available("m", timeout=30)
-        return srv
-
-    yield start
-    for srv in servers:
-        srv.stop()
+    servers = FakeServers(tmp_path)
+    yield functools.partial(servers.start, file_system_poll_wait_seconds=0.2)
+    servers.stop_all()
 
 
 def grpc_predict(srv, metadata=None):

@@ -13,10 +13,9 @@ import pytest
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 from nbserve.codec.tensors import to_tensor_proto
-from nbserve.options import ModelConfig
 from nbserve.testing import FakeServable
 from nbserve.transport.admission import InflightLimit
-from tests.reliability.helpers import fake_model_dir, routing_factory, serving
+from tests.reliability.helpers import FakeServers
 from tests.transport.rest_client import call
 
 BODY = '{"instances": [2.0]}'
@@ -25,25 +24,9 @@ BODY = '{"instances": [2.0]}'
 @pytest.fixture
 def limited_server(tmp_path):
     """A server over one TensorFlow-free model "m" served by ``servable``; stopped at teardown."""
-    from nbserve.options import ServerOptions
-    from nbserve.server import Server
-
-    servers = []
-
-    def start(servable=None, **overrides):
-        options = dict(models=(ModelConfig("m", str(fake_model_dir(tmp_path, "m"))),),
-                       rest_api_port=0, grpc_port=0, max_num_load_retries=0)
-        options.update(overrides)
-        srv = Server(ServerOptions(**options), loader_factory=routing_factory(
-            {"m": serving(servable or FakeServable())}))
-        servers.append(srv)
-        srv.start()
-        srv.wait_until_available("m", timeout=30)
-        return srv
-
-    yield start
-    for srv in servers:
-        srv.stop(grace=1)
+    servers = FakeServers(tmp_path)
+    yield servers.start
+    servers.stop_all(grace=1)
 
 
 def grpc_predict(srv, values, timeout=10):

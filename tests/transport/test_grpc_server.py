@@ -14,10 +14,9 @@ import pytest
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 from nbserve.codec.tensors import to_tensor_proto
-from nbserve.options import ModelConfig
 from nbserve.testing import FakeServable
 from nbserve.transport.grpc_api import channel_options, start_grpc_server
-from tests.reliability.helpers import fake_model_dir, routing_factory, serving
+from tests.reliability.helpers import FakeServers
 from tests.support import free_port
 from tests.transport.rest_client import call
 
@@ -27,23 +26,9 @@ PREDICT = "/tensorflow.serving.PredictionService/Predict"
 @pytest.fixture
 def fake_server(tmp_path):
     """A server (REST and gRPC) over one TensorFlow-free model "m"; stopped at teardown."""
-    from nbserve.options import ServerOptions
-    from nbserve.server import Server
-
-    servers = []
-
-    def start(servable):
-        srv = Server(ServerOptions(models=(ModelConfig("m", str(fake_model_dir(tmp_path, "m"))),),
-                                   rest_api_port=0, grpc_port=0, max_num_load_retries=0),
-                     loader_factory=routing_factory({"m": serving(servable)}))
-        servers.append(srv)
-        srv.start()
-        srv.wait_until_available("m", timeout=30)
-        return srv
-
-    yield start
-    for srv in servers:
-        srv.stop(grace=1)
+    servers = FakeServers(tmp_path)
+    yield servers.start
+    servers.stop_all(grace=1)
 
 
 def predict_request(values) -> predict_pb2.PredictRequest:
