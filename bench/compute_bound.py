@@ -343,12 +343,11 @@ def parse_h2load(text: str, returncode: int, count: int,
     """The ``LoadResult`` of one h2load run of ``count`` requests, from its output; RuntimeError
     unless all ``count`` succeeded with HTTP 200 and (given ``answer_bytes``) the data bytes are
     exactly ``count * answer_bytes``."""
-    done = re.search(r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, "
-                     r"(\d+) failed, (\d+) errored", text)
-    codes = re.search(r"status codes: (\d+) 2xx", text)
-    traffic = re.search(r"traffic: .*\((\d+)\) data", text)
+    from bench.loadgen import H2_CODES, H2_DATA, H2_DONE, H2_MEAN, duration_ms
+
+    done, codes, traffic = H2_DONE.search(text), H2_CODES.search(text), H2_DATA.search(text)
     finished = re.search(r"finished in ([\d.]+)(m?s), ([\d.]+) req/s", text)
-    mean = re.search(r"time for request:\s+\S+\s+\S+\s+([\d.]+)(us|ms|s)", text)
+    mean = H2_MEAN.search(text)
     if not (returncode == 0 and done and codes and traffic and finished):
         raise RuntimeError(f"h2load failed ({returncode}):\n{text}")
     succeeded = int(done.group(4))
@@ -358,9 +357,7 @@ def parse_h2load(text: str, returncode: int, count: int,
         raise RuntimeError(f"answers are not all successful Predict responses "
                            f"({traffic.group(1)} data bytes for {count}):\n{text}")
     elapsed = float(finished.group(1)) / (1000 if finished.group(2) == "ms" else 1)
-    mean_ms = 0.0
-    if mean:
-        mean_ms = float(mean.group(1)) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[mean.group(2)]
+    mean_ms = duration_ms(mean.group(1)) if mean else 0.0
     return LoadResult(succeeded, elapsed, float(finished.group(3)), mean_ms)
 
 

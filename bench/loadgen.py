@@ -52,7 +52,8 @@ class Measurement:
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
 
 
-def _ms(text: str) -> float:
+def duration_ms(text: str) -> float:
+    """``12.5ms``, ``830us``, ``1.2s``, ``2m`` (wrk's and h2load's durations) in ms."""
     match = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text.strip())
     if not match:
         raise ValueError(f"not a wrk duration: {text!r}")
@@ -81,8 +82,9 @@ def parse_wrk(output: str) -> Measurement:
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
     if non2xx:
         errors += int(non2xx.group(1))
-    return Measurement(int(requests.group(1)), errors, _ms(requests.group(2)) / 1000,
-                       _ms(percentiles.get("50", "0us")), _ms(percentiles.get("99", "0us")))
+    return Measurement(int(requests.group(1)), errors, duration_ms(requests.group(2)) / 1000,
+                       duration_ms(percentiles.get("50", "0us")),
+                       duration_ms(percentiles.get("99", "0us")))
 
 
 def wrk_path() -> str | None:
@@ -111,11 +113,11 @@ def h2load_path() -> str | None:
     return shutil.which("h2load")
 
 
-_H2_DONE = re.compile(r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, "
+H2_DONE = re.compile(r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, "
                       r"(\d+) failed, (\d+) errored, (\d+) timeout")
-_H2_CODES = re.compile(r"status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx")
-_H2_DATA = re.compile(r"traffic: .*\((\d+)\) data")
-_H2_MEAN = re.compile(r"time for request:\s+\S+\s+\S+\s+([\d.]+(?:us|ms|s))")
+H2_CODES = re.compile(r"status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx")
+H2_DATA = re.compile(r"traffic: .*\((\d+)\) data")
+H2_MEAN = re.compile(r"time for request:\s+\S+\s+\S+\s+([\d.]+(?:us|ms|s))")
 
 
 def parse_h2load(output: str, log: str, seconds: float,
@@ -128,25 +130,25 @@ def parse_h2load(output: str, log: str, seconds: float,
     flight when h2load stops may add up to one answer per connection). ``errors`` = h2load's
     failed + errored + timeout + those gRPC errors. Percentiles come from the log; the mean from
     the summary."""
-    done = _H2_DONE.search(output)
+    done = H2_DONE.search(output)
     if not done:
         raise ValueError("h2load output has no request count:\n" + output[-2000:])
     succeeded = int(done.group(4))
     errors = int(done.group(5)) + int(done.group(6)) + int(done.group(7))
-    data = _H2_DATA.search(output)
+    data = H2_DATA.search(output)
     if answer_bytes and data:
         ok = min(succeeded, int(data.group(1)) // answer_bytes)
         errors += succeeded - ok
         succeeded = ok
     times = sorted(int(parts[2]) for line in log.splitlines()
                    if len(parts := line.split("\t")) == 3 and parts[1] == "200")
-    mean = _H2_MEAN.search(output)
+    mean = H2_MEAN.search(output)
 
     def pct(q: float) -> float:
         return times[min(len(times) - 1, int(q * len(times)))] / 1000 if times else 0.0
 
     return Measurement(succeeded, errors, seconds, pct(0.50), pct(0.99),
-                       mean_ms=_ms(mean.group(1)) if mean else None, failed=errors)
+                       mean_ms=duration_ms(mean.group(1)) if mean else None, failed=errors)
 
 
 def _h2load(url: str, body_file: str, concurrency: int, duration: str,
