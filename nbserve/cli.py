@@ -53,6 +53,14 @@ def _event_loop(text: str) -> str:
     return text
 
 
+def _grpc_front_end(text: str) -> str:
+    from nbserve.options import GRPC_FRONT_ENDS
+
+    if text not in GRPC_FRONT_ENDS:
+        raise ValueError(f"expected one of {', '.join(GRPC_FRONT_ENDS)}")
+    return text
+
+
 @dataclass(frozen=True)
 class Flag:
     name: str
@@ -111,6 +119,11 @@ IMPLEMENTED: tuple[Flag, ...] = (
          "nbserve: on SIGTERM/SIGINT, how long in-flight requests may still finish"),
     Flag("rest_inline_threshold_us", float, 1000.0,
          "nbserve: REST calls to a model that recently took less run on the IO thread (0: never)"),
+    Flag("grpc_front_end", _grpc_front_end, "grpcio",
+         "nbserve: gRPC's server: grpcio (every gRPC feature) or h2 (nbserve's own HTTP/2, "
+         "faster; unary methods only: no reflection, no Health/Watch, no profiler)"),
+    Flag("grpc_inline_threshold_us", float, 1000.0,
+         "nbserve: with --grpc_front_end=h2, as --rest_inline_threshold_us for gRPC calls"),
     Flag("event_loop", _event_loop, "auto",
          "nbserve: the IO loop: auto (uvloop where installed), uvloop or asyncio"),
     # issue 14: TFLite
@@ -233,6 +246,8 @@ def options_from_flags(values: dict[str, Any]) -> ServerOptions:
         shutdown_grace_seconds=values["shutdown_grace_seconds"],
         rest_inline_threshold_us=values["rest_inline_threshold_us"],
         event_loop=values["event_loop"],
+        grpc_front_end=values["grpc_front_end"],
+        grpc_inline_threshold_us=values["grpc_inline_threshold_us"],
         prefer_tflite_model=values["prefer_tflite_model"],  # issue 14: TFLite
         num_tflite_pools=values["num_tflite_pools"],
         num_tflite_interpreters_per_pool=values["num_tflite_interpreters_per_pool"],

@@ -268,14 +268,20 @@ class Server(Endpoints):
             raise ServerStartError(str(exc)) from None
 
     async def _start_grpc(self, port: int | None) -> int:
+        from nbserve.options import GRPC_FRONT_ENDS
+
+        if self.options.grpc_front_end not in GRPC_FRONT_ENDS:
+            raise ServerStartError(f"grpc_front_end must be one of {', '.join(GRPC_FRONT_ENDS)}, "
+                                   f"not {self.options.grpc_front_end!r}")
+        if self.options.grpc_front_end == "h2":
+            return await self._start_h2_grpc(port)
         from nbserve.transport.grpc_api import start_grpc_server
 
         try:
             server, bound = await start_grpc_server(
                 self.service, self._executor, self.options.host, port,
                 max_message_bytes=self.options.grpc_max_message_bytes,
-                reload=self.reload_config_proto,
-                observer=lambda m, a, c, s: self.metrics.observe_request(m, a, c, s, "GRPC"),
+                reload=self.reload_config_proto, observer=self._grpc_observer,
                 auth_token=self.options.auth_token, limiter=self._inflight,
                 unix_socket=self._grpc_socket.path if self._grpc_socket else "",
                 profiler=self.options.enable_profiler, reuse_port=self.options.reuse_port)
@@ -285,10 +291,41 @@ class Server(Endpoints):
             raise ServerStartError(
                 f"Port {port} on {self.options.host} is already in use by another process; stop "
                 "it, pick another port, or pass --port 0 to let nbserve pick a free one.") from None
+        self._grpc_started(server)
+        return int(bound)
+
+    async def _start_h2_grpc(self, port: int | None) -> int:
+        """``grpc_front_end="h2"`` (issue 12): nbserve's own HTTP/2 gRPC server on the IO loop."""
+        from nbserve.transport.grpc_h2 import start_h2_grpc_server
+
+        if self.options.enable_profiler:
+            log.info("The profiler service is on the grpcio front end only (--grpc_front_end)")
+        sock = self._bind(port, "--port")
+        try:
+            server = await start_h2_grpc_server(
+                self.service, self._executor, sock, host=self.options.host,
+                max_message_bytes=self.options.grpc_max_message_bytes,
+                reload=self.reload_config_proto, observer=self._grpc_observer,
+                auth_token=self.options.auth_token, limiter=self._inflight,
+                unix_socket=self._grpc_socket.path if self._grpc_socket else "",
+                open_health=probes_open(self.options.host),
+                # a batched call waits for its batch: never on the IO thread
+                inline_threshold_us=0 if self.options.enable_batching
+                else self.options.grpc_inline_threshold_us)
+        except OSError as exc:
+            if sock is not None:
+                sock.close()
+            raise ServerStartError(f"Cannot listen on --grpc_socket_path: {exc}") from None
+        self._grpc_started(server)
+        return int(sock.getsockname()[1]) if sock is not None else 0
+
+    def _grpc_observer(self, model: str, api: str, code: Any, seconds: float) -> None:
+        self.metrics.observe_request(model, api, code, seconds, "GRPC")
+
+    def _grpc_started(self, server: Any) -> None:
         self._grpc_servers.append(server)
         if self._grpc_socket is not None:
             self._grpc_socket.bound()
-        return int(bound)
 
     def _prometheus_path(self) -> str:
         if self.options.prometheus_path:

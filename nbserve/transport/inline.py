@@ -37,9 +37,13 @@ class InlinePolicy:
         self.max_body_bytes = max_body_bytes
         self._costs: dict[str, deque[float]] = {}
 
+    def allows_size(self, body_bytes: int) -> bool:
+        """False when no call with a body of ``body_bytes`` runs inline (off, or too big)."""
+        return self.threshold_s > 0 and body_bytes <= self.max_body_bytes
+
     def allows(self, model: str, body_bytes: int) -> bool:
         """True when a call to ``model`` with a body of ``body_bytes`` should run inline."""
-        if self.threshold_s <= 0 or body_bytes > self.max_body_bytes:
+        if not self.allows_size(body_bytes):
             return False
         costs = self._costs.get(model)
         if costs is None or len(costs) < WINDOW:

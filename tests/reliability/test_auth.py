@@ -155,8 +155,9 @@ def test_probes_need_the_token_off_loopback(fake_server, monkeypatch):
         health_pb2.HealthCheckResponse.SERVING
 
 
-def test_grpc_requires_the_token(fake_server):
-    srv = fake_server(auth_token=TOKEN)
+@pytest.mark.parametrize("front_end", ["grpcio", "h2"])
+def test_grpc_requires_the_token(fake_server, front_end):
+    srv = fake_server(auth_token=TOKEN, grpc_front_end=front_end)
     for metadata in (None, [("authorization", "Bearer wrong")], [("authorization", TOKEN)]):
         with pytest.raises(grpc.RpcError) as info:
             grpc_predict(srv, metadata)

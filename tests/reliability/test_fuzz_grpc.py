@@ -28,7 +28,7 @@ DOCUMENTED = {grpc.StatusCode.OK, grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusC
               grpc.StatusCode.OUT_OF_RANGE, grpc.StatusCode.UNIMPLEMENTED}
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", params=["grpcio", "h2"])
 def stub(tfs_testdata, request):
     from nbserve.options import ServerOptions
     from nbserve.server import Server
@@ -36,7 +36,7 @@ def stub(tfs_testdata, request):
     srv = Server(ServerOptions(
         models=(ModelConfig("hp", str(tfs_testdata / "saved_model_half_plus_two_cpu")),),
         rest_api_port=None, grpc_port=0, max_num_load_retries=0,
-        grpc_max_message_bytes=4 << 20))
+        grpc_max_message_bytes=4 << 20, grpc_front_end=request.param))
     srv.start()
     srv.wait_until_available("hp", timeout=60)
     with grpc.insecure_channel(srv.grpc_target) as channel:

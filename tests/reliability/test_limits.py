@@ -66,8 +66,9 @@ def test_gzip_bomb_is_bounded_by_the_same_limit(limited_server):
     assert junk.status == 400 and "content-encoding" in junk.json()["error"]
 
 
-def test_grpc_message_over_the_limit_is_resource_exhausted(limited_server):
-    srv = limited_server(grpc_max_message_bytes=4096)
+@pytest.mark.parametrize("front_end", ["grpcio", "h2"])
+def test_grpc_message_over_the_limit_is_resource_exhausted(limited_server, front_end):
+    srv = limited_server(grpc_max_message_bytes=4096, grpc_front_end=front_end)
     with pytest.raises(grpc.RpcError) as info:
         grpc_predict(srv, np.ones(10_000))
     assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED

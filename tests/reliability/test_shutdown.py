@@ -61,15 +61,16 @@ def read_reply(sock: socket.socket) -> tuple[int, bytes]:
     return int(head.split()[1]), body
 
 
-@pytest.fixture
-def gated_server(tmp_path):
+@pytest.fixture(params=["grpcio", "h2"])
+def gated_server(tmp_path, request):
     from nbserve.options import ServerOptions
     from nbserve.server import Server
 
     gate = threading.Event()
     servable = FakeServable(gate=gate)
     srv = Server(ServerOptions(models=(ModelConfig("m", str(fake_model_dir(tmp_path, "m"))),),
-                               rest_api_port=0, grpc_port=0, max_num_load_retries=0),
+                               rest_api_port=0, grpc_port=0, max_num_load_retries=0,
+                               grpc_front_end=request.param),
                  loader_factory=routing_factory({"m": serving(servable)}))
     srv.start()
     srv.wait_until_available("m", timeout=30)

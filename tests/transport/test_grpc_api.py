@@ -24,8 +24,9 @@ from nbserve.options import ModelConfig, VersionPolicy
 pytestmark = pytest.mark.tfs_testdata
 
 
-@pytest.fixture(scope="module")
-def server(tfs_testdata):
+@pytest.fixture(scope="module", params=["grpcio", "h2"])
+def server(request, tfs_testdata):
+    """Every test here runs on both gRPC front ends (``--grpc_front_end``)."""
     from nbserve.options import ServerOptions
     from nbserve.server import Server
 
@@ -35,7 +36,7 @@ def server(tfs_testdata):
                     version_policy=VersionPolicy.all(), version_labels={"stable": 123}),
     )
     srv = Server(ServerOptions(models=models, rest_api_port=None, grpc_port=0,
-                               max_num_load_retries=0))
+                               max_num_load_retries=0, grpc_front_end=request.param))
     srv.start()
     for m in models:
         srv.wait_until_available(m.name, timeout=60)
@@ -190,7 +191,7 @@ def test_errors_in_tf_serving_words(stub, model_stub):
     assert tf.make_ndarray(stub.Predict(request, timeout=30).outputs["y"]).tolist() == [2.5]
 
 
-def test_health_and_reflection(channel):
+def test_health_and_reflection(server, channel):
     from grpc_health.v1 import health_pb2, health_pb2_grpc
     from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
@@ -198,16 +199,25 @@ def test_health_and_reflection(channel):
     for service in ("", "tensorflow.serving.PredictionService", "ModelService"):
         reply = health.Check(health_pb2.HealthCheckRequest(service=service), timeout=10)
         assert reply.status == health_pb2.HealthCheckResponse.SERVING
+    with pytest.raises(grpc.RpcError) as unknown:
+        health.Check(health_pb2.HealthCheckRequest(service="nope"), timeout=10)
+    assert unknown.value.code() == grpc.StatusCode.NOT_FOUND
     stub = reflection_pb2_grpc.ServerReflectionStub(channel)
     replies = stub.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(
         list_services="")]), timeout=10)
+    if server.options.grpc_front_end == "h2":  # streaming methods: the grpcio front end only
+        with pytest.raises(grpc.RpcError) as info:
+            list(replies)
+        assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED
+        return
     names = {s.name for r in replies for s in r.list_services_response.service}
     assert {"tensorflow.serving.PredictionService", "tensorflow.serving.ModelService"} <= names
 
 
-def test_reload_config_rpc(start_server, tfs_testdata):
+@pytest.mark.parametrize("front_end", ["grpcio", "h2"])
+def test_reload_config_rpc(start_server, tfs_testdata, front_end):
     srv = start_server([ModelConfig("a", str(tfs_testdata / "saved_model_half_plus_two_cpu"))],
-                       grpc_port=0)
+                       grpc_port=0, grpc_front_end=front_end)
     srv.wait_until_available("a")
     with grpc.insecure_channel(srv.grpc_target) as channel:
         stub = model_service_pb2_grpc.ModelServiceStub(channel)

@@ -23,11 +23,12 @@ from tests.transport.rest_client import call
 PREDICT = "/tensorflow.serving.PredictionService/Predict"
 
 
-@pytest.fixture
-def fake_server(tmp_path):
-    """A server (REST and gRPC) over one TensorFlow-free model "m"; stopped at teardown."""
+@pytest.fixture(params=["grpcio", "h2"])
+def fake_server(tmp_path, request):
+    """A server (REST and gRPC, on either gRPC front end) over one TensorFlow-free model "m";
+    stopped at teardown."""
     servers = FakeServers(tmp_path)
-    yield servers.start
+    yield lambda servable, **kw: servers.start(servable, grpc_front_end=request.param, **kw)
     servers.stop_all(grace=1)
 
 

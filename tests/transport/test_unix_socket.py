@@ -125,11 +125,12 @@ def test_socket_file_removes_only_its_own_file_and_restores_a_taken_over_one(soc
 
 # -- served over the socket ------------------------------------------------------------------------
 @pytest.mark.tfs_testdata
-def test_predict_over_the_unix_socket_and_tcp(start_server, tfs_testdata, sock_dir):
+@pytest.mark.parametrize("front_end", ["grpcio", "h2"])
+def test_predict_over_the_unix_socket_and_tcp(start_server, tfs_testdata, sock_dir, front_end):
     path = os.path.join(sock_dir, "tf-serving.sock")
     stale_socket(path)  # a crashed run's leftover is replaced
     server = start_server(half_plus_two(tfs_testdata),
-                          grpc_port=0, grpc_socket_path=path)
+                          grpc_port=0, grpc_socket_path=path, grpc_front_end=front_end)
     server.wait_until_available("default")
     assert server.grpc_socket_path == path
     assert predict("unix:" + path) == (3.0, 123)
@@ -161,11 +162,12 @@ def test_a_regular_file_in_the_way_fails_the_start(start_server, sock_dir):
 
 
 @pytest.mark.tfs_testdata
-def test_socket_only_grpc(start_server, tfs_testdata, sock_dir):
+@pytest.mark.parametrize("front_end", ["grpcio", "h2"])
+def test_socket_only_grpc(start_server, tfs_testdata, sock_dir, front_end):
     """``--port=0 --grpc_socket_path=P``: gRPC on the socket only."""
     path = os.path.join(sock_dir, "s.sock")
-    server = start_server(half_plus_two(tfs_testdata),
-                          grpc_port=None, rest_api_port=None, grpc_socket_path=path)
+    server = start_server(half_plus_two(tfs_testdata), grpc_port=None, rest_api_port=None,
+                          grpc_socket_path=path, grpc_front_end=front_end)
     server.wait_until_available("default")
     assert server.grpc_port is None and server.grpc_target is None
     assert predict("unix:" + path, 4.0) == (4.0, 123)
