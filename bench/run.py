@@ -66,7 +66,8 @@ def measure_startup(cfg: BenchConfig, manifest: dict) -> dict:
     base, name, body = os.path.dirname(a["version_dir"]), a["name"], body_file("a", "tfs.json")
     out: dict[str, Any] = {}
     for key, argv in (("tf_import", ["tf-import"]), ("serve", ["serve", base, name, body]),
-                      ("magic", ["magic", base, name, body])):
+                      ("magic", ["magic", base, name, body]),
+                      ("magic_after_tf", ["magic-after-tf", base, name, body])):
         runs = [startup.measure(argv) for _ in range(cfg.startup_runs)]
         good = [r for r in runs if "error" not in r]
         out[key] = min(good, key=lambda r: r["wall_s"]) if good else runs[0]
@@ -225,6 +226,7 @@ def main() -> int:
             by_key = {t.key: t for t in live}
             for key, workload, concurrency in (("nbserve-rest", "a", 32),
                                                ("nbserve-grpc", "a", 32),
+                                               ("nbserve-h2-grpc", "a", 32),
                                                ("nbserve-rest", "b", 32)):
                 if key in by_key and workload in cfg.workloads:
                     log(f"profiling {key} {workload} c={concurrency}")

@@ -251,6 +251,11 @@ def batching_available() -> bool:
     return _flag_implemented("enable_batching")
 
 
+def h2_available() -> bool:
+    """``--grpc_front_end=h2`` (nbserve's own HTTP/2 gRPC front end) in this tree."""
+    return _flag_implemented("grpc_front_end")
+
+
 def workers_available() -> bool:
     """``--num_workers`` in the CLI's flag table, or at least in ``--help``."""
     if _flag_implemented("num_workers"):
@@ -311,6 +316,10 @@ def build_targets(cfg: BenchConfig, manifest: dict, notes: list[str],
     procs: list[Proc] = []
 
     _nbserve(targets, procs, "nbserve", "nbserve", [config_flag], workloads, names)
+    h2 = h2_available()
+    if h2:
+        _nbserve(targets, procs, "nbserve-h2", "nbserve --grpc_front_end=h2",
+                 [config_flag, "--grpc_front_end=h2"], workloads, names, rest=False)
     if "a" in workloads and 32 in cfg.concurrency:
         if workers_available():
             _nbserve(targets, procs, "nbserve-w2", "nbserve --num_workers=2",
@@ -322,13 +331,18 @@ def build_targets(cfg: BenchConfig, manifest: dict, notes: list[str],
     if compute is not None:
         names = {**names, "d": compute["name"]}
         model = [f"--model_name={compute['name']}", f"--model_base_path={compute['base']}"]
-        _nbserve(targets, procs, "nbserve-cb", "nbserve, no batching,", model, ("d",), names,
-                 grpc_conc=(32,), rest=False)
-        if batching_available():
-            _nbserve(targets, procs, "nbserve-cb-batching", "nbserve --enable_batching,", [
-                *model, "--enable_batching=true",
-                f"--batching_parameters_file={BENCH / 'batching.config'}"], ("d",), names,
-                grpc_conc=(32,), rest=False)
+        for suffix, label, front_end in (("", "", []),
+                                         ("-h2", " --grpc_front_end=h2", ["--grpc_front_end=h2"])):
+            if suffix and not h2:
+                continue
+            _nbserve(targets, procs, f"nbserve-cb{suffix}", f"nbserve{label}, no batching,",
+                     [*model, *front_end], ("d",), names, grpc_conc=(32,), rest=False)
+            if batching_available():
+                _nbserve(targets, procs, f"nbserve-cb-batching{suffix}",
+                         f"nbserve{label} --enable_batching,", [
+                             *model, *front_end, "--enable_batching=true",
+                             f"--batching_parameters_file={BENCH / 'batching.config'}"],
+                         ("d",), names, grpc_conc=(32,), rest=False)
         else:
             notes.append("Batching: `--enable_batching` is not implemented in this tree; the "
                          "(d) batching row is missing.")

@@ -401,9 +401,10 @@ class H2Connection(asyncio.Protocol):
             self._end_of_request(stream_id, stream)
 
     def _decode(self, block: bytes) -> list[tuple[str, str]]:
-        """HPACK-decode ``block``. A block of one-byte indexed fields only (what clients send
-        once their headers are in the table) decodes the same until the table changes, which
-        only a block with other fields does: those clear the cache."""
+        """HPACK-decode ``block``. A block that leaves the dynamic table as it is (indexed fields
+        and literals without indexing: what clients send once their headers are in the table)
+        decodes the same until the table changes, which only another kind of block does: those
+        clear the cache."""
         cached = self._indexed.get(block)
         if cached is not None:
             return cached
@@ -411,7 +412,7 @@ class H2Connection(asyncio.Protocol):
             headers = [(str(k), str(v)) for k, v in self._decoder.decode(block, raw=False)]
         except hpack.HPACKError as exc:
             raise _ConnectionError(0x9, f"HPACK: {exc}") from None  # COMPRESSION_ERROR
-        if block and min(block) >= 0x80 and max(block) < 0xFF:
+        if keeps_table(block):
             if len(self._indexed) < 64:
                 self._indexed[block] = headers
         else:
@@ -585,6 +586,57 @@ class H2Connection(asyncio.Protocol):
             self._transport.close()
             self._transport = None
         self._buffer.clear()
+
+
+def keeps_table(block: bytes) -> bool:
+    """True when the HPACK ``block`` surely leaves the dynamic table unchanged: only indexed
+    fields and literals without indexing / never indexed (RFC 7541 6.1, 6.2.2, 6.2.3); False for
+    anything else (incremental indexing, a size update, a block that does not parse)."""
+    position, end = 0, len(block)
+    while position < end:
+        first = block[position]
+        if first & 0x80:  # indexed field
+            position = _skip_int(block, position, 7)
+        elif first & 0xE0 == 0:  # literal without indexing (0000) or never indexed (0001)
+            name_index = first & 0x0F
+            position = _skip_int(block, position, 4)
+            if name_index == 0:
+                position = _skip_string(block, position)
+            position = _skip_string(block, position)
+        else:
+            return False
+        if position < 0:
+            return False
+    return True
+
+
+def _skip_int(block: bytes, position: int, prefix_bits: int) -> int:
+    """Past the HPACK integer at ``position`` (-1 when the block ends inside it)."""
+    if block[position] & ((1 << prefix_bits) - 1) != (1 << prefix_bits) - 1:
+        return position + 1
+    position += 1
+    while position < len(block) and block[position] & 0x80:
+        position += 1
+    return position + 1 if position < len(block) else -1
+
+
+def _skip_string(block: bytes, position: int) -> int:
+    """Past the HPACK string literal at ``position`` (-1 when it does not fit the block)."""
+    if position < 0 or position >= len(block):
+        return -1
+    length = block[position] & 0x7F
+    if length == 0x7F:
+        after = _skip_int(block, position, 7)
+        if after < 0:
+            return -1
+        length, shift = 0x7F, 0
+        for byte in block[position + 1:after]:
+            length += (byte & 0x7F) << shift
+            shift += 7
+        position = after
+    else:
+        position += 1
+    return position + length if position + length <= len(block) else -1
 
 
 class _ConnectionError(Exception):

@@ -35,6 +35,7 @@ from nbserve.transport.grpc_h2 import (
     _status_trailers,
     frame,
     grpc_timeout_seconds,
+    keeps_table,
 )
 from tests.reliability.helpers import FakeServers
 
@@ -135,6 +136,19 @@ def test_grpc_timeout_header():
     assert grpc_timeout_seconds("10u") == pytest.approx(1e-5)
     for bad in (None, "", "5", "S", "123456789S", "5s", "1.5S"):
         assert grpc_timeout_seconds(bad) is None
+
+
+def test_keeps_table_tells_which_header_blocks_can_be_cached():
+    from hpack.struct import NeverIndexedHeaderTuple
+
+    encoder = hpack.Encoder()
+    assert not keeps_table(encoder.encode([("a", "b")]))  # incremental indexing: table grows
+    assert keeps_table(encoder.encode([("a", "b")]))  # now indexed
+    assert keeps_table(encoder.encode([NeverIndexedHeaderTuple("k" * 200, "v" * 300)]))
+    assert keeps_table(bytes.fromhex("04042f782f7986c183c0bfbe0f0d023630"))  # h2load's repeat
+    assert not keeps_table(b"\x3f\xe1\x1f")  # a dynamic table size update
+    for truncated in (b"\x00\x05ab", b"\xff", b"\x0f", b"\x00\x7f"):
+        assert not keeps_table(truncated)
 
 
 def test_status_trailers_percent_encode_the_message():
