@@ -298,8 +298,6 @@ class Server(Endpoints):
         """``grpc_front_end="h2"`` (issue 12): nbserve's own HTTP/2 gRPC server on the IO loop."""
         from nbserve.transport.grpc_h2 import start_h2_grpc_server
 
-        if self.options.enable_profiler:
-            log.info("The profiler service is on the grpcio front end only (--grpc_front_end)")
         sock = self._bind(port, "--port")
         try:
             server = await start_h2_grpc_server(
@@ -308,7 +306,7 @@ class Server(Endpoints):
                 reload=self.reload_config_proto, observer=self._grpc_observer,
                 auth_token=self.options.auth_token, limiter=self._inflight,
                 unix_socket=self._grpc_socket.path if self._grpc_socket else "",
-                open_health=probes_open(self.options.host),
+                open_health=probes_open(self.options.host), profiler=self.options.enable_profiler,
                 # a batched call waits for its batch: never on the IO thread
                 inline_threshold_us=0 if self.options.enable_batching
                 else self.options.grpc_inline_threshold_us)

@@ -36,7 +36,7 @@ import time
 import urllib.parse
 import zlib
 from collections.abc import Callable
-from concurrent.futures import Executor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -60,6 +60,12 @@ from nbserve.transport.grpc_api import (
     RequestObserver,
     truncate,
 )
+from nbserve.transport.grpc_h2_handlers import (
+    HandlerContext,
+    HandlerRegistry,
+    RequestStream,
+    run_handler,
+)
 from nbserve.transport.inline import InlinePolicy
 
 log = logging.getLogger("nbserve.grpc")
@@ -79,6 +85,7 @@ DEFAULT_WINDOW = 65535
 MAX_FRAME = 16384  # the frame size we accept (SETTINGS_MAX_FRAME_SIZE's default; not raised)
 MAX_STREAMS = 1024  # SETTINGS_MAX_CONCURRENT_STREAMS we announce
 MAX_HEADER_BLOCK = 64 * 1024  # a longer header block ends the connection (ENHANCE_YOUR_CALM)
+STREAM_THREADS = 8  # grpcio handler calls (health Watch, reflection, profiler) at once
 _FRAME = struct.Struct(">BHBBI")  # length (24 bits as 8 + 16), type, flags, stream id
 _SETTING = struct.Struct(">HI")
 _ERROR_CODE = struct.Struct(">I")
@@ -86,7 +93,6 @@ _GOAWAY = struct.Struct(">II")
 _MESSAGE_PREFIX = struct.Struct(">BI")
 _TIMEOUT = re.compile(r"(\d{1,8})([HMSmun])")
 _TIMEOUT_UNITS = {"H": 3600.0, "M": 60.0, "S": 1.0, "m": 1e-3, "u": 1e-6, "n": 1e-9}
-HEALTH_CHECK = GRPC_HEALTH_PREFIX + "Check"
 
 
 def frame(kind: int, flags: int, stream_id: int, payload: bytes = b"") -> bytes:
@@ -183,17 +189,6 @@ def _servicer_method(api: str, method: Method, request_type: type[Any]) -> _Meth
     return _Method(api, _parser(request_type), call, api in OBSERVED_APIS)
 
 
-def _health_check(serving: Callable[[], bool]) -> _Method:
-    def check(request: Any, context: _Context) -> bytes:
-        if request.service not in HEALTH_NAMES:
-            raise ServingError(StatusCode.NOT_FOUND, "unknown service")
-        status = health_pb2.HealthCheckResponse.SERVING if serving() else \
-            health_pb2.HealthCheckResponse.NOT_SERVING
-        return health_pb2.HealthCheckResponse(status=status).SerializeToString()
-
-    return _Method("Check", _parser(health_pb2.HealthCheckRequest), check, False)
-
-
 @dataclass
 class _Calls:
     """What every connection of one server shares."""
@@ -207,12 +202,16 @@ class _Calls:
     auth_token: str
     open_health: bool
     loop: asyncio.AbstractEventLoop
+    handlers: HandlerRegistry  # health, reflection, profiler: grpcio's handlers
+    stream_executor: ThreadPoolExecutor  # where those run (never the predict pool)
     connections: set[H2Connection] = field(default_factory=set)
     closing: bool = False
+    handler_calls: int = 0  # handler calls running (at most STREAM_THREADS)
 
 
 class _Stream:
-    __slots__ = ("body", "body_bytes", "done", "headers", "pending", "send_window")
+    __slots__ = ("body", "body_bytes", "context", "done", "feed", "headers", "headers_sent",
+                 "parse", "pending", "send_window", "trailers")
 
     def __init__(self, send_window: int) -> None:
         self.headers: list[tuple[str, str]] = []
@@ -221,6 +220,11 @@ class _Stream:
         self.send_window = send_window
         self.pending = b""  # response bytes waiting for flow-control window
         self.done = False  # the request's END_STREAM arrived
+        self.headers_sent = False
+        self.trailers: bytes | None = None  # the status, sent once ``pending`` is out
+        self.context: HandlerContext | None = None  # a grpcio handler's call
+        self.feed: RequestStream | None = None  # its request stream (client streaming)
+        self.parse: Callable[[bytes], Any] | None = None  # its request deserializer
 
 
 class H2Connection(asyncio.Protocol):
@@ -257,6 +261,8 @@ class H2Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._calls.connections.discard(self)
+        for stream in self._streams.values():
+            _end_handler_call(stream)
         self._streams.clear()
         self._transport = None
 
@@ -315,7 +321,9 @@ class H2Connection(asyncio.Protocol):
         elif kind == WINDOW_UPDATE:
             self._window_update(stream_id, payload)
         elif kind == RST_STREAM:
-            self._streams.pop(stream_id, None)  # a running call's answer is dropped
+            stream = self._streams.pop(stream_id, None)  # a running call's answer is dropped
+            if stream is not None:
+                _end_handler_call(stream)
         elif kind == GOAWAY:
             self.goaway()
         elif kind == PUSH_PROMISE:
@@ -397,6 +405,11 @@ class H2Connection(asyncio.Protocol):
         stream = _Stream(self._peer_window)
         stream.headers = headers
         self._streams[stream_id] = stream
+        path = dict(headers).get(":path", "")
+        if path not in self._calls.methods:
+            handler = self._calls.handlers.lookup(path)
+            if handler is not None and handler.request_streaming:
+                self._start_handler_call(stream_id, stream, handler, RequestStream())
         if flags & END_STREAM:
             self._end_of_request(stream_id, stream)
 
@@ -432,6 +445,9 @@ class H2Connection(asyncio.Protocol):
         data = _unpad(flags, payload)
         stream.body.append(data)
         stream.body_bytes += len(data)
+        if stream.feed is not None:
+            self._feed(stream_id, stream, bool(flags & END_STREAM))
+            return
         if stream.body_bytes > self._calls.max_message_bytes + 5:
             self._finish(stream_id, StatusCode.RESOURCE_EXHAUSTED,
                          f"Received message larger than max ({stream.body_bytes - 5} vs. "
@@ -444,6 +460,9 @@ class H2Connection(asyncio.Protocol):
     # -- calls ---------------------------------------------------------------------------------
     def _end_of_request(self, stream_id: int, stream: _Stream) -> None:
         stream.done = True
+        if stream.feed is not None:  # a client-streaming handler call: its stream ends
+            stream.feed.close()
+            return
         headers = dict(stream.headers)
         stream.headers = []
         path = headers.get(":path", "")
@@ -455,14 +474,12 @@ class H2Connection(asyncio.Protocol):
             return
         calls = self._calls
         method = calls.methods.get(path)
-        if method is None:
+        handler: Any = None if method is not None else calls.handlers.lookup(path)
+        if method is None and handler is None:
             self._finish(stream_id, StatusCode.UNIMPLEMENTED, "Method not found!")
             return
-        if calls.auth_token and not (calls.open_health and path.startswith(GRPC_HEALTH_PREFIX)):
-            error = check_authorization(headers.get("authorization"), calls.auth_token)
-            if error is not None:
-                self._finish(stream_id, StatusCode.UNAUTHENTICATED, error)
-                return
+        if not self._authorized(stream_id, path, headers):
+            return
         try:
             message = _message(b"".join(stream.body), headers.get("grpc-encoding", "identity"),
                                calls.max_message_bytes)
@@ -470,8 +487,92 @@ class H2Connection(asyncio.Protocol):
             self._finish(stream_id, err.code, err.message)
             return
         stream.body = []
-        self._call(stream_id, method, message, _Context(
-            grpc_timeout_seconds(headers.get("grpc-timeout"))))
+        timeout = grpc_timeout_seconds(headers.get("grpc-timeout"))
+        if method is not None:
+            self._call(stream_id, method, message, _Context(timeout))
+            return
+        try:
+            request = handler.request_deserializer(message) \
+                if handler.request_deserializer else message
+        except DecodeError:  # grpcio's answer to a request it cannot deserialize
+            self._finish(stream_id, StatusCode.INTERNAL, "Failed to parse the request")
+            return
+        self._start_handler_call(stream_id, stream, handler, request, list(headers.items()))
+
+    def _authorized(self, stream_id: int, path: str, headers: dict[str, str]) -> bool:
+        """True when the call may go on; else it is answered UNAUTHENTICATED."""
+        calls = self._calls
+        if not calls.auth_token or (calls.open_health and path.startswith(GRPC_HEALTH_PREFIX)):
+            return True
+        error = check_authorization(headers.get("authorization"), calls.auth_token)
+        if error is None:
+            return True
+        self._finish(stream_id, StatusCode.UNAUTHENTICATED, error)
+        return False
+
+    # -- grpcio's handlers (health, reflection, profiler) ------------------------------------------
+    def _start_handler_call(self, stream_id: int, stream: _Stream, handler: Any, request: Any,
+                            headers: list[tuple[str, str]] | None = None) -> None:
+        """Run a grpcio handler on the stream pool; its answers come back to this loop."""
+        calls = self._calls
+        headers = headers if headers is not None else stream.headers
+        if isinstance(request, RequestStream) and not self._authorized(
+                stream_id, dict(headers).get(":path", ""), dict(headers)):
+            return
+        if calls.closing or calls.handler_calls >= STREAM_THREADS:
+            self._finish(stream_id, StatusCode.RESOURCE_EXHAUSTED,
+                         f"Too many concurrent streaming gRPC calls ({STREAM_THREADS})")
+            return
+        calls.handler_calls += 1
+        context = HandlerContext(headers, grpc_timeout_seconds(dict(headers).get("grpc-timeout")))
+        stream.context = context
+        if isinstance(request, RequestStream):
+            stream.feed = request
+            stream.parse = handler.request_deserializer or (lambda message: message)
+        self._running.add(stream_id)
+        loop = calls.loop
+
+        def send(data: bytes) -> None:
+            loop.call_soon_threadsafe(self._send_message, stream_id, data)
+
+        def finish(code: StatusCode, details: str) -> None:
+            loop.call_soon_threadsafe(self._handler_call_ended, stream_id, code, details)
+
+        calls.stream_executor.submit(run_handler, handler, request, context, send, finish)
+
+    def _handler_call_ended(self, stream_id: int, code: StatusCode, details: str) -> None:
+        self._calls.handler_calls -= 1
+        self._running.discard(stream_id)
+        self._send_status(stream_id, code, details)
+        self._close_if_done()
+
+    def _feed(self, stream_id: int, stream: _Stream, end: bool) -> None:
+        """Hand every complete request message of a client-streaming call to its handler."""
+        assert stream.feed is not None and stream.parse is not None
+        buffer = b"".join(stream.body)
+        while len(buffer) >= 5:
+            compressed, size = _MESSAGE_PREFIX.unpack_from(buffer)
+            if size > self._calls.max_message_bytes or compressed:
+                stream.feed.close()
+                _end_handler_call(stream)
+                self._finish(stream_id, StatusCode.RESOURCE_EXHAUSTED if not compressed else
+                             StatusCode.UNIMPLEMENTED, "Cannot take this request message")
+                return
+            if len(buffer) < 5 + size:
+                break
+            try:
+                stream.feed.put(stream.parse(buffer[5:5 + size]))
+            except DecodeError:  # a message that does not parse ends the call
+                stream.feed.close()
+                _end_handler_call(stream)
+                self._finish(stream_id, StatusCode.INTERNAL, "Failed to parse the request")
+                return
+            buffer = buffer[5 + size:]
+        stream.body = [buffer] if buffer else []
+        stream.body_bytes = len(buffer)
+        if end:
+            stream.done = True
+            stream.feed.close()
 
     def _call(self, stream_id: int, method: _Method, message: bytes, context: _Context) -> None:
         calls = self._calls
@@ -506,30 +607,62 @@ class H2Connection(asyncio.Protocol):
         else:
             assert response is not None
             self._respond(stream_id, response)
-        if self._goaway_sent and not self._running and self._transport is not None \
-                and not self._blocked:
-            self._transport.close()
+        self._close_if_done()
 
     # -- writing -------------------------------------------------------------------------------
     def _respond(self, stream_id: int, response: bytes) -> None:
+        """A unary call's answer: headers, the message and OK, in one write when the windows
+        allow (the usual case), else as they allow."""
         stream = self._streams.get(stream_id)
         if stream is None or self._transport is None:
             return  # reset by the client meanwhile
         body = _MESSAGE_PREFIX.pack(0, len(response)) + response
-        head = frame(HEADERS, END_HEADERS, stream_id, _RESPONSE_HEADERS)
-        if len(body) <= min(self._send_window, stream.send_window, self._peer_frame):
+        if not stream.headers_sent and not stream.pending and \
+                len(body) <= min(self._send_window, stream.send_window, self._peer_frame):
             self._send_window -= len(body)
             self._streams.pop(stream_id)
-            self._write(head + frame(DATA, 0, stream_id, body)
+            self._write(frame(HEADERS, END_HEADERS, stream_id, _RESPONSE_HEADERS)
+                        + frame(DATA, 0, stream_id, body)
                         + frame(HEADERS, END_HEADERS | END_STREAM, stream_id, _OK_TRAILERS))
             return
-        self._write(head)
-        stream.pending = body
-        self._blocked.append(stream_id)
+        self._send_message(stream_id, response)
+        self._send_status(stream_id, StatusCode.OK, "")
+
+    def _send_message(self, stream_id: int, response: bytes) -> None:
+        """One response message (the headers first, once), as the windows allow."""
+        stream = self._streams.get(stream_id)
+        if stream is None or self._transport is None:
+            return
+        if not stream.headers_sent:
+            stream.headers_sent = True
+            self._write(frame(HEADERS, END_HEADERS, stream_id, _RESPONSE_HEADERS))
+        stream.pending += _MESSAGE_PREFIX.pack(0, len(response)) + response
+        if stream_id not in self._blocked:
+            self._blocked.append(stream_id)
+        self._flush_blocked()
+
+    def _send_status(self, stream_id: int, code: StatusCode, message: str) -> None:
+        """End the stream with ``code``: after its pending messages, or at once as a
+        Trailers-Only response when nothing was sent."""
+        stream = self._streams.get(stream_id)
+        if stream is None or self._transport is None:
+            return
+        trailers = _OK_TRAILERS if code == StatusCode.OK else \
+            _status_trailers(int(code), truncate(message))
+        if not stream.headers_sent:
+            self._streams.pop(stream_id)
+            _end_handler_call(stream)
+            self._write(frame(HEADERS, END_HEADERS | END_STREAM, stream_id,
+                              _RESPONSE_HEADERS + trailers))
+            return
+        stream.trailers = trailers
+        if stream_id not in self._blocked:
+            self._blocked.append(stream_id)
         self._flush_blocked()
 
     def _flush_blocked(self) -> None:
-        """Send what the windows now allow of the responses waiting for them, in order."""
+        """Send what the windows now allow of the responses waiting for them, in order; a
+        stream's status goes once its messages are out."""
         still: list[int] = []
         for stream_id in self._blocked:
             stream = self._streams.get(stream_id)
@@ -543,23 +676,30 @@ class H2Connection(asyncio.Protocol):
                 stream.pending = stream.pending[size:]
                 self._send_window -= size
                 stream.send_window -= size
-            if not stream.pending:
-                out.append(frame(HEADERS, END_HEADERS | END_STREAM, stream_id, _OK_TRAILERS))
-                self._streams.pop(stream_id)
-            else:
+            if stream.pending:
                 still.append(stream_id)
+            elif stream.trailers is not None:
+                out.append(frame(HEADERS, END_HEADERS | END_STREAM, stream_id, stream.trailers))
+                self._streams.pop(stream_id)
+                _end_handler_call(stream)
             if out:
                 self._write(b"".join(out))
         self._blocked = still
+        self._close_if_done()
+
+    def _finish(self, stream_id: int, code: StatusCode, message: str) -> None:
+        """End the stream with a non-OK status."""
+        self._send_status(stream_id, code, message)
+
+    def _close_if_done(self) -> None:
+        """After GOAWAY: close once no call is running and nothing waits to be sent."""
         if self._goaway_sent and not self._running and not self._blocked and self._transport:
             self._transport.close()
 
-    def _finish(self, stream_id: int, code: StatusCode, message: str) -> None:
-        """End the stream with a non-OK status (a Trailers-Only response)."""
-        if self._streams.pop(stream_id, None) is None or self._transport is None:
-            return
-        block = _RESPONSE_HEADERS + _status_trailers(int(code), truncate(message))
-        self._write(frame(HEADERS, END_HEADERS | END_STREAM, stream_id, block))
+    def end_handler_calls(self) -> None:
+        """The server stops: grpcio handler calls still running (a health Watch) end now."""
+        for stream in list(self._streams.values()):
+            _end_handler_call(stream)
 
     def _write(self, data: bytes) -> None:
         if self._transport is not None:
@@ -639,6 +779,14 @@ def _skip_string(block: bytes, position: int) -> int:
     return position + length if position + length <= len(block) else -1
 
 
+def _end_handler_call(stream: _Stream) -> None:
+    """A grpcio handler's call on ``stream`` is over (or never was): tell its handler."""
+    if stream.feed is not None:
+        stream.feed.close()
+    if stream.context is not None:
+        stream.context.end()
+
+
 class _ConnectionError(Exception):
     def __init__(self, code: int, reason: str) -> None:
         super().__init__(reason)
@@ -715,14 +863,17 @@ def _run(method: _Method, request: Any, context: _Context, policy: InlinePolicy 
 class H2GrpcServer:
     """The listening sockets and connections of one front end; ``stop`` ends them."""
 
-    def __init__(self, servers: list[asyncio.AbstractServer], calls: _Calls) -> None:
+    def __init__(self, servers: list[asyncio.AbstractServer], calls: _Calls, health: Any) -> None:
         self._servers = servers
         self._calls = calls
+        self._health = health
 
     async def stop(self, grace: float | None) -> None:
         """On the server's loop: stop listening, GOAWAY every connection (calls in flight still
-        answer), wait up to ``grace`` seconds for them (None: none), then abort what is left."""
+        answer; health Watch streams see NOT_SERVING), wait up to ``grace`` seconds for them
+        (None: none), then end grpcio handler calls and abort what is left."""
         self._calls.closing = True
+        self._health.enter_graceful_shutdown()
         for server in self._servers:
             server.close()
         for connection in list(self._calls.connections):
@@ -731,9 +882,34 @@ class H2GrpcServer:
         while self._calls.connections and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
         for connection in list(self._calls.connections):
+            connection.end_handler_calls()
+        await asyncio.sleep(0.05)  # their statuses go out
+        for connection in list(self._calls.connections):
             connection.abort()
         for server in self._servers:
             await server.wait_closed()
+        self._calls.stream_executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _grpcio_handlers(profiler: bool) -> tuple[HandlerRegistry, Any]:
+    """The health service (all of ``HEALTH_NAMES`` SERVING), reflection and, when asked, the
+    profiler, as the grpcio front end registers them; returns (registry, health servicer)."""
+    from grpc_health.v1 import health, health_pb2_grpc
+    from grpc_reflection.v1alpha import reflection
+
+    registry = HandlerRegistry()
+    health_servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, cast(Any, registry))
+    for name in HEALTH_NAMES:
+        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    if profiler:
+        from nbserve.transport.profiler import profiler_handler
+
+        registry.add_generic_rpc_handlers((profiler_handler(),))
+    reflection.enable_server_reflection(
+        (PREDICTION_SERVICE, MODEL_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME),
+        cast(Any, registry))
+    return registry, health_servicer
 
 
 async def start_h2_grpc_server(service: ServingService, executor: Executor,
@@ -741,8 +917,8 @@ async def start_h2_grpc_server(service: ServingService, executor: Executor,
                                reload: ReloadHandler | None = None,
                                observer: RequestObserver | None = None, auth_token: str = "",
                                limiter: InflightLimit | None = None, unix_socket: str = "",
-                               open_health: bool = True, inline_threshold_us: float = 0.0
-                               ) -> H2GrpcServer:
+                               open_health: bool = True, profiler: bool = False,
+                               inline_threshold_us: float = 0.0) -> H2GrpcServer:
     """Serve gRPC on ``sock`` (a bound, listening TCP socket, or None) and, when given, on the
     Unix socket ``unix_socket``; on the running loop. The arguments mean what they mean for
     ``grpc_api.start_grpc_server``; ``open_health``: the health check needs no token."""
@@ -753,10 +929,11 @@ async def start_h2_grpc_server(service: ServingService, executor: Executor,
             (MODEL_SERVICE, ModelServicer(service, reload).methods())):
         for name, (method, request_type) in servicer_methods.items():
             methods[f"/{service_name}/{name}"] = _servicer_method(name, method, request_type)
+    registry, health_servicer = _grpcio_handlers(profiler)
     calls = _Calls(methods, executor, limiter or InflightLimit(0), observer,
                    InlinePolicy(inline_threshold_us / 1e6), max_message_bytes, auth_token,
-                   open_health, loop)
-    methods[HEALTH_CHECK] = _health_check(lambda: not calls.closing)
+                   open_health, loop, registry,
+                   ThreadPoolExecutor(STREAM_THREADS, thread_name_prefix="nbserve-grpc-stream"))
     servers: list[asyncio.AbstractServer] = []
     try:
         if sock is not None:
@@ -767,5 +944,6 @@ async def start_h2_grpc_server(service: ServingService, executor: Executor,
     except BaseException:
         for server in servers:
             server.close()
+        calls.stream_executor.shutdown(wait=False)
         raise
-    return H2GrpcServer(servers, calls)
+    return H2GrpcServer(servers, calls, health_servicer)

@@ -244,12 +244,11 @@ def test_compressed_messages_and_header_continuations(h2_server):
         client.close()
 
 
-def test_requests_gRPC_cannot_serve_get_its_status_codes(h2_server):
+def test_requests_that_cannot_be_served_get_their_status_codes(h2_server):
     srv = h2_server()
     client = RawClient(srv.grpc_port)
     try:
-        client.call(1, grpc_message(b""), path="/grpc.reflection.v1alpha.ServerReflection/"
-                                               "ServerReflectionInfo")
+        client.call(1, grpc_message(b""), path="/nope.Service/Method")
         assert client.answer(1)[0]["grpc-status"] == "12"  # UNIMPLEMENTED
         client.call(3, grpc_message(request_bytes([1.0]))[:-1])  # one byte short
         assert client.answer(3)[0]["grpc-status"] == "13"  # INTERNAL
@@ -307,3 +306,37 @@ def test_cheap_calls_move_onto_the_io_thread(h2_server):
         client.close()
     assert threads[0].startswith("nbserve-predict")  # the first calls measure in the pool
     assert threads[-1] == "nbserve-io"
+
+
+def test_health_watch_streams_until_the_server_stops(h2_server):
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    srv = h2_server()
+    with grpc.insecure_channel(srv.grpc_target) as channel:
+        watch = health_pb2_grpc.HealthStub(channel).Watch(
+            health_pb2.HealthCheckRequest(service=""), timeout=30)
+        assert next(watch).status == health_pb2.HealthCheckResponse.SERVING
+        stopper = threading.Thread(target=srv.stop, kwargs={"grace": 1})
+        stopper.start()
+        statuses = [reply.status for reply in watch]  # ends when the server stops
+        stopper.join(30)
+    assert statuses == [health_pb2.HealthCheckResponse.NOT_SERVING]
+    assert not stopper.is_alive() and not srv.running
+
+
+def test_reflection_is_served_as_a_bidirectional_stream(h2_server):
+    import grpc
+    from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+    srv = h2_server()
+    with grpc.insecure_channel(srv.grpc_target) as channel:
+        stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+        requests = [reflection_pb2.ServerReflectionRequest(list_services=""),
+                    reflection_pb2.ServerReflectionRequest(
+                        file_containing_symbol="tensorflow.serving.PredictionService")]
+        replies = list(stub.ServerReflectionInfo(iter(requests), timeout=30))
+    assert len(replies) == 2
+    names = {s.name for s in replies[0].list_services_response.service}
+    assert {"tensorflow.serving.PredictionService", "grpc.health.v1.Health"} <= names
+    assert replies[1].file_descriptor_response.file_descriptor_proto

@@ -51,10 +51,9 @@ class Traffic:
         self._thread.join(30)
 
 
-@pytest.fixture
-def server(start_server, tfs_testdata):
-    srv = start_server(half_plus_two(tfs_testdata),
-                       grpc_port=0)
+@pytest.fixture(params=["grpcio", "h2"])
+def server(start_server, tfs_testdata, request):
+    srv = start_server(half_plus_two(tfs_testdata), grpc_port=0, grpc_front_end=request.param)
     srv.wait_until_available("default")
     return srv
 
