@@ -119,11 +119,12 @@ IMPLEMENTED: tuple[Flag, ...] = (
          "nbserve: on SIGTERM/SIGINT, how long in-flight requests may still finish"),
     Flag("rest_inline_threshold_us", float, 1000.0,
          "nbserve: REST calls to a model that recently took less run on the IO thread (0: never)"),
-    Flag("grpc_front_end", _grpc_front_end, "grpcio",
-         "nbserve: gRPC's server: grpcio (every gRPC feature) or h2 (nbserve's own HTTP/2, "
-         "faster; unary methods only: no reflection, no Health/Watch, no profiler)"),
+    Flag("grpc_front_end", _grpc_front_end, "h2",
+         "nbserve: gRPC's server: h2 (nbserve's own HTTP/2 on the IO loop) or grpcio "
+         "(grpcio's sync server on the predict pool)"),
     Flag("grpc_inline_threshold_us", float, 1000.0,
-         "nbserve: with --grpc_front_end=h2, as --rest_inline_threshold_us for gRPC calls"),
+         "nbserve: gRPC calls to a model that recently took less run on the IO thread (0: never;"
+         " --grpc_front_end=h2)"),
     Flag("event_loop", _event_loop, "auto",
          "nbserve: the IO loop: auto (uvloop where installed), uvloop or asyncio"),
     # issue 14: TFLite

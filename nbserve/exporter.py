@@ -4,14 +4,21 @@ The SavedModel is written under a hidden temporary name inside ``base_path`` (``
 not a number, so no source ever takes it) and renamed to the version number once complete; a
 running server therefore never sees a half-written version. Works for Keras models, ``tf.Module``
 objects and ``tf.function``s (a concrete input signature is needed for the latter).
+
+An interrupt (Ctrl-C, a notebook's stop button) that arrives while a version is being written
+takes effect once that version is published or cleaned up: stopping TensorFlow halfway through
+``tf.saved_model.save`` could leave its state half-changed in a kernel that goes on.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import tempfile
-from collections.abc import Mapping
+import threading
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from nbserve.sources.filesystem import parse_version
@@ -56,22 +63,44 @@ def export(model: Any, base_path: str, version: int | None = None,
     final = os.path.join(base_path, str(version))
     if os.path.exists(final):
         raise FileExistsError(f"Version folder {final} exists already; pick another version")
-    tmp = tempfile.mkdtemp(prefix=".tmp-export-", dir=base_path)
-    try:
-        target = os.path.join(tmp, "model")
-        if _is_keras(model) and signatures is None and hasattr(model, "export"):
-            model.export(target, verbose=False)
-        else:
-            tf.saved_model.save(_trackable(model), target,
-                                signatures=_signatures(model, signatures))
-        if warmup is not None:
-            _write_warmup(target, warmup)
-        if tflite:
-            write_tflite(target)
-        os.rename(target, final)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    with interrupts_deferred():
+        tmp = tempfile.mkdtemp(prefix=".tmp-export-", dir=base_path)
+        try:
+            target = os.path.join(tmp, "model")
+            if _is_keras(model) and signatures is None and hasattr(model, "export"):
+                model.export(target, verbose=False)
+            else:
+                tf.saved_model.save(_trackable(model), target,
+                                    signatures=_signatures(model, signatures))
+            if warmup is not None:
+                _write_warmup(target, warmup)
+            if tflite:
+                write_tflite(target)
+            os.rename(target, final)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
     return version
+
+
+@contextlib.contextmanager
+def interrupts_deferred() -> Iterator[None]:
+    """SIGINT during the block is held back and raised (``KeyboardInterrupt``, through the
+    handler that was installed) once the block is done. Only on the main thread, where Python
+    delivers signals; elsewhere the block runs as is."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[Any] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(frame))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT,
+                      previous if previous is not None else signal.default_int_handler)
+    if caught:
+        if callable(previous):
+            previous(signal.SIGINT, caught[0])
+        raise KeyboardInterrupt
 
 
 def write_tflite(export_dir: str) -> str:

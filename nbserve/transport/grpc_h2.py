@@ -1,29 +1,32 @@
-"""TF Serving's unary gRPC API on nbserve's own HTTP/2 server (``--grpc_front_end=h2``).
+"""TF Serving's gRPC API on nbserve's own HTTP/2 server (``--grpc_front_end=h2``, the default).
 
 grpcio's Python server spends most of a small call in its own machinery (a completion-queue
 thread, a hand-off to a pool thread, condition waits: a grpcio echo server reaches about a third
 of an aiohttp echo's rate here). This front end speaks HTTP/2 and gRPC's framing directly on the
 server's IO loop, and runs each call there (``transport.inline``'s policy: a model whose recent
 calls were cheap) or on the predict pool, as REST does. Same servicers, messages, status codes
-and texts as ``grpc_api``; stock gRPC clients work unchanged.
+and texts as ``grpc_api`` (the ``grpcio`` front end); stock gRPC clients work unchanged.
 
-What it serves: every unary method of ``tensorflow.serving.PredictionService`` and
-``ModelService`` and ``grpc.health.v1.Health/Check``. Not served (UNIMPLEMENTED, use the default
-``grpcio`` front end): streaming methods (``Health/Watch``, server reflection) and the profiler
-service. Per call it honours ``grpc-timeout`` (the run timeout), ``authorization`` (``auth_token``;
-the health check is exempt on a loopback host), ``grpc-encoding`` gzip/deflate on requests, the
-message size limit (RESOURCE_EXHAUSTED) and the shared in-flight limit (UNAVAILABLE).
+What it serves: the unary methods of ``tensorflow.serving.PredictionService`` and
+``ModelService`` on this fast path; and, through ``grpc_h2_handlers``, grpcio's own handlers of
+``grpc.health.v1.Health`` (``Check``, the streaming ``Watch``), server reflection (a
+bidirectional stream) and ``tensorflow.ProfilerService``. Per call it honours ``grpc-timeout``
+(the run timeout), ``authorization`` (``auth_token``; the health service is exempt on a loopback
+host), ``grpc-encoding`` gzip/deflate on unary requests, the message size limit
+(RESOURCE_EXHAUSTED) and the shared in-flight limit (UNAVAILABLE). Responses are not compressed.
 
 HTTP/2 (RFC 9113), server side, no push: the preface and SETTINGS exchange, HEADERS with
 CONTINUATION and padding, DATA with padding, PING, WINDOW_UPDATE and flow control both ways
 (receive windows stay wide open and are topped up; responses wait for the peer's windows),
-RST_STREAM (a cancelled call's answer is dropped), GOAWAY both ways. HPACK decoding is the
-``hpack`` package's, with a cache for the all-indexed header blocks clients repeat; responses are
-encoded without the dynamic table (static index or literal without indexing), so they need no
-encoder state. Anything malformed ends the connection with GOAWAY, never the server.
+RST_STREAM (a cancelled call's answer is dropped, a handler's call ends), GOAWAY both ways. HPACK
+decoding is the ``hpack`` package's, with a cache for the header blocks clients repeat that leave
+the table unchanged; responses are encoded without the dynamic table (static index or literal
+without indexing), so they need no encoder state. Anything malformed ends the connection with
+GOAWAY, never the server.
 
-Threads: everything runs on the loop that started the server, except calls handed to the pool
-(their answers are written back on the loop). Not thread-safe otherwise.
+Threads: everything runs on the loop that started the server, except calls handed to the predict
+pool and grpcio handlers on their own small pool (their answers are written back on the loop).
+Not thread-safe otherwise.
 """
 
 from __future__ import annotations
@@ -405,7 +408,7 @@ class H2Connection(asyncio.Protocol):
         stream = _Stream(self._peer_window)
         stream.headers = headers
         self._streams[stream_id] = stream
-        path = dict(headers).get(":path", "")
+        path = _first_values(headers).get(":path", "")
         if path not in self._calls.methods:
             handler = self._calls.handlers.lookup(path)
             if handler is not None and handler.request_streaming:
@@ -463,7 +466,7 @@ class H2Connection(asyncio.Protocol):
         if stream.feed is not None:  # a client-streaming handler call: its stream ends
             stream.feed.close()
             return
-        headers = dict(stream.headers)
+        headers = _first_values(stream.headers)
         stream.headers = []
         path = headers.get(":path", "")
         if headers.get(":method") != "POST" or \
@@ -516,15 +519,16 @@ class H2Connection(asyncio.Protocol):
         """Run a grpcio handler on the stream pool; its answers come back to this loop."""
         calls = self._calls
         headers = headers if headers is not None else stream.headers
+        first = _first_values(headers)
         if isinstance(request, RequestStream) and not self._authorized(
-                stream_id, dict(headers).get(":path", ""), dict(headers)):
+                stream_id, first.get(":path", ""), first):
             return
         if calls.closing or calls.handler_calls >= STREAM_THREADS:
             self._finish(stream_id, StatusCode.RESOURCE_EXHAUSTED,
                          f"Too many concurrent streaming gRPC calls ({STREAM_THREADS})")
             return
         calls.handler_calls += 1
-        context = HandlerContext(headers, grpc_timeout_seconds(dict(headers).get("grpc-timeout")))
+        context = HandlerContext(headers, grpc_timeout_seconds(first.get("grpc-timeout")))
         stream.context = context
         if isinstance(request, RequestStream):
             stream.feed = request
@@ -777,6 +781,15 @@ def _skip_string(block: bytes, position: int) -> int:
     else:
         position += 1
     return position + length if position + length <= len(block) else -1
+
+
+def _first_values(headers: list[tuple[str, str]]) -> dict[str, str]:
+    """Each header's first value (a repeated ``authorization`` counts as its first, as on
+    the grpcio front end)."""
+    first: dict[str, str] = {}
+    for name, value in headers:
+        first.setdefault(name, value)
+    return first
 
 
 def _end_handler_call(stream: _Stream) -> None:
