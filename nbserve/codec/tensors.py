@@ -35,8 +35,9 @@ tests):
   conversions do;
 * a tensor with zero elements ignores its content and values.
 
-nbserve differs in two corners: a decoded array may not exceed ``MAX_TENSOR_BYTES`` (object arrays
-count 8 bytes per string), so a tiny ``float_val: 0`` with a huge shape cannot exhaust memory; and a
+nbserve differs in three corners: a decoded array may not exceed ``MAX_TENSOR_BYTES`` (object arrays
+count 8 bytes per string), and one padded from fewer values than it has elements not
+``MAX_FILLED_BYTES`` (64 MiB), so a tiny ``float_val: 0`` with a huge shape cannot exhaust memory; a
 tensor with zero elements whose other dimensions multiply past numpy's limit (``[0, 2**62]``) is
 rejected, as numpy cannot hold its shape. Only TensorFlow's numeric and string dtypes are decoded
 (``SUPPORTED_DTYPES``); quantized, resource and variant tensors are rejected like malformed ones.
@@ -70,6 +71,9 @@ TensorProto = Any  # a ``tensorflow.TensorProto`` message (from the caller's gen
 
 MAX_RANK = 254  # TensorShape::MaxDimensions()
 MAX_TENSOR_BYTES = 1 << 31  # nbserve: largest array from_tensor_proto builds (elements x itemsize)
+# nbserve: largest array padded from fewer values than elements (a few bytes on the wire must not
+# become gigabytes: a 2 GiB tensor from ``float_val: 0`` took the server down under memory pressure)
+MAX_FILLED_BYTES = 64 << 20
 _INT64_MAX = (1 << 63) - 1
 FIELD_NUMBERS: dict[str, int] = {  # tensor.proto's typed value fields (wire numbers never change)
     "float_val": 5, "double_val": 6, "int_val": 7, "string_val": 8, "scomplex_val": 9,
@@ -412,9 +416,15 @@ def _object_array(items: list[bytes]) -> np.ndarray:
 
 
 def _fill(head: np.ndarray, count: int, dtype: np.dtype, zero: Any) -> np.ndarray:
-    """``head`` extended to ``count`` elements by repeating its last one (zeros if it is empty)."""
+    """``head`` extended to ``count`` elements by repeating its last one (zeros if it is empty);
+    at most ``MAX_FILLED_BYTES`` when it has to be extended."""
     if head.size == count:
         return head
+    itemsize = 8 if dtype == np.dtype(object) else dtype.itemsize
+    if count * itemsize > MAX_FILLED_BYTES:
+        raise _Malformed(f"{head.size} values would fill {count} elements "
+                         f"({count * itemsize} bytes), more than the limit of "
+                         f"{MAX_FILLED_BYTES} for a tensor padded from fewer values")
     out = np.empty(count, dtype=dtype)
     out[: head.size] = head
     out[head.size:] = head[-1] if head.size else zero

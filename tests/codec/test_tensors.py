@@ -486,3 +486,22 @@ def test_property_random_wire_bytes_raise_nothing_but_serving_error(data):
         assert err.code in (StatusCode.INVALID_ARGUMENT, StatusCode.RESOURCE_EXHAUSTED)
     else:
         assert isinstance(out, np.ndarray)
+
+
+def test_padding_from_fewer_values_is_bounded_but_full_content_is_not():
+    from nbserve.codec.tensors import MAX_FILLED_BYTES
+
+    elements = MAX_FILLED_BYTES // 4 + 1  # float32: one element past the limit
+    padded = tensor_pb2.TensorProto(dtype=types_pb2.DT_FLOAT, float_val=[1.5])
+    padded.tensor_shape.dim.add(size=elements)
+    with pytest.raises(ServingError) as info:
+        from_tensor_proto(padded)
+    assert info.value.code == StatusCode.INVALID_ARGUMENT
+    assert "padded from fewer values" in info.value.message
+    padded.tensor_shape.dim[0].size = elements - 1  # at the limit: filled as TensorFlow does
+    array = from_tensor_proto(padded)
+    assert array.shape == (elements - 1,) and array[-1] == 1.5
+    whole = tensor_pb2.TensorProto(dtype=types_pb2.DT_FLOAT,
+                                   tensor_content=np.ones(elements, np.float32).tobytes())
+    whole.tensor_shape.dim.add(size=elements)
+    assert from_tensor_proto(whole).shape == (elements,)  # every element on the wire: allowed
