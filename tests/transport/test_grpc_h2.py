@@ -208,7 +208,9 @@ def test_a_reset_stream_gets_no_answer_and_the_connection_goes_on(h2_server):
     try:
         client.call(1, grpc_message(request_bytes([1.0])))
         assert servable.entered.acquire(timeout=10)
-        client.sock.sendall(frame(RST_STREAM, 0, 1, struct.pack(">I", 0x8)))  # CANCEL
+        client.sock.sendall(frame(RST_STREAM, 0, 1, struct.pack(">I", 0x8))  # CANCEL
+                            + frame(PING, 0, 0, b"rst-seen"))
+        client.until(lambda f: f[0] == PING and f[3] == b"rst-seen")  # frames go in order
         gate.set()
         client.call(3, grpc_message(request_bytes([2.0])))
         frames = client.until(lambda f: f[2] == 3 and f[0] == HEADERS and f[1] & END_STREAM)
