@@ -1,4 +1,4 @@
-"""TF Serving's gRPC API on nbserve's own HTTP/2 server (``--grpc_front_end=h2``, the default).
+"""TF Serving's gRPC API on nbserve's own HTTP/2 server (``--grpc_front_end=h2``).
 
 grpcio's Python server spends most of a small call in its own machinery (a completion-queue
 thread, a hand-off to a pool thread, condition waits: a grpcio echo server reaches about a third
@@ -413,6 +413,8 @@ class H2Connection(asyncio.Protocol):
             handler = self._calls.handlers.lookup(path)
             if handler is not None and handler.request_streaming:
                 self._start_handler_call(stream_id, stream, handler, RequestStream())
+                if stream_id not in self._streams:  # refused: already answered
+                    return
         if flags & END_STREAM:
             self._end_of_request(stream_id, stream)
 
