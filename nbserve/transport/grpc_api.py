@@ -337,9 +337,6 @@ async def start_grpc_server(service: ServingService, executor: ThreadPoolExecuto
     ``tensorflow.ProfilerService`` (``nbserve.transport.profiler``).
     ``reuse_port``: bind with ``SO_REUSEPORT`` (worker processes sharing the port).
     """
-    from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-    from grpc_reflection.v1alpha import reflection
-
     limiter = limiter or InflightLimit(0)
     interceptors = [grpc_auth_interceptor(auth_token, host)] if auth_token else []
     server = grpc.server(executor, interceptors=interceptors,
@@ -350,17 +347,7 @@ async def start_grpc_server(service: ServingService, executor: ThreadPoolExecuto
             PredictionServicer(service).methods(), limiter, observer))
         server.add_registered_method_handlers(MODEL_SERVICE, raw_handlers(
             ModelServicer(service, reload).methods(), limiter, None))
-        health_servicer = health.HealthServicer()
-        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-        for name in HEALTH_NAMES:
-            health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-        if profiler:
-            from nbserve.transport.profiler import profiler_handler
-
-            server.add_generic_rpc_handlers((profiler_handler(),))
-        reflection.enable_server_reflection(
-            (PREDICTION_SERVICE, MODEL_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME),
-            server)
+        health_servicer = add_standard_services(server, profiler)
         bound = 0
         if port is not None:
             bound = _listen(server, f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
@@ -371,6 +358,26 @@ async def start_grpc_server(service: ServingService, executor: ThreadPoolExecuto
         server.stop(None)
         raise
     return GrpcServer(server, health_servicer), bound
+
+
+def add_standard_services(server: Any, profiler: bool) -> Any:
+    """Register grpcio's health service (every ``HEALTH_NAMES`` SERVING), server reflection and,
+    when ``profiler``, ``tensorflow.ProfilerService`` with ``server`` (a ``grpc.Server``, or
+    anything with its ``add_*_handlers`` methods); returns the health servicer."""
+    from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+    from grpc_reflection.v1alpha import reflection
+
+    health_servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    for name in HEALTH_NAMES:
+        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    if profiler:
+        from nbserve.transport.profiler import profiler_handler
+
+        server.add_generic_rpc_handlers((profiler_handler(),))
+    reflection.enable_server_reflection(
+        (PREDICTION_SERVICE, MODEL_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+    return health_servicer
 
 
 def _listen(server: grpc.Server, address: str) -> int:

@@ -45,14 +45,12 @@ from typing import Any, cast
 
 import hpack
 from google.protobuf.message import DecodeError
-from grpc_health.v1 import health_pb2
 
 from nbserve.errors import ServingError, StatusCode, as_serving_error, internal
 from nbserve.service import ServingService
 from nbserve.transport.admission import InflightLimit
 from nbserve.transport.auth import GRPC_HEALTH_PREFIX, check_authorization
 from nbserve.transport.grpc_api import (
-    HEALTH_NAMES,
     MODEL_SERVICE,
     OBSERVED_APIS,
     PREDICTION_SERVICE,
@@ -61,6 +59,7 @@ from nbserve.transport.grpc_api import (
     PredictionServicer,
     ReloadHandler,
     RequestObserver,
+    add_standard_services,
     truncate,
 )
 from nbserve.transport.grpc_h2_handlers import (
@@ -907,24 +906,10 @@ class H2GrpcServer:
 
 
 def _grpcio_handlers(profiler: bool) -> tuple[HandlerRegistry, Any]:
-    """The health service (all of ``HEALTH_NAMES`` SERVING), reflection and, when asked, the
-    profiler, as the grpcio front end registers them; returns (registry, health servicer)."""
-    from grpc_health.v1 import health, health_pb2_grpc
-    from grpc_reflection.v1alpha import reflection
-
+    """grpcio's standard services (``grpc_api.add_standard_services``) in a registry;
+    returns (registry, health servicer)."""
     registry = HandlerRegistry()
-    health_servicer = health.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, cast(Any, registry))
-    for name in HEALTH_NAMES:
-        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    if profiler:
-        from nbserve.transport.profiler import profiler_handler
-
-        registry.add_generic_rpc_handlers((profiler_handler(),))
-    reflection.enable_server_reflection(
-        (PREDICTION_SERVICE, MODEL_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME),
-        cast(Any, registry))
-    return registry, health_servicer
+    return registry, add_standard_services(registry, profiler)
 
 
 async def start_h2_grpc_server(service: ServingService, executor: Executor,
