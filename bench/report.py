@@ -20,8 +20,9 @@ from typing import Any
 from bench.config import BENCH, WORKLOAD_TITLES
 
 REST_PEERS = ("kserve", "mlserver", "pytriton", "ray")
-ORDER = ("nbserve-rest", "nbserve-grpc", "nbserve-h2-grpc", "nbserve-w2-rest", "nbserve-cb-grpc",
-         "nbserve-cb-batching-grpc", "nbserve-cb-h2-grpc", "nbserve-cb-batching-h2-grpc",
+ORDER = ("nbserve-rest", "nbserve-grpc", "nbserve-grpcio-grpc", "nbserve-w2-rest",
+         "nbserve-cb-grpc", "nbserve-cb-batching-grpc", "nbserve-cb-grpcio-grpc",
+         "nbserve-cb-batching-grpcio-grpc",
          "nbserve-batching-rest", "nbserve-batching-grpc",
          "bare-aiohttp", "kserve", "mlserver", "mlserver-grpc", "pytriton", "pytriton-grpc", "ray",
          "echo-rest", "echo-grpc")
@@ -118,10 +119,10 @@ def compute_goals(results: dict) -> list[dict]:
                                                         bare_one and bare_one["p50_ms"]),
         1.0, higher_is_better=False,
         detail=f"{_ms(one and one['p50_ms'])} vs {_ms(bare_one and bare_one['p50_ms'])} ms")
-    # 2. gRPC, half_plus_two: the default front end (grpcio), and nbserve's own (h2)
+    # 2. gRPC, half_plus_two: the default front end (h2), and grpcio's server for comparison
     triton = _rps(results, "a", "pytriton-grpc")
-    for key, front in (("nbserve-grpc", ""), ("nbserve-h2-grpc", " [--grpc_front_end=h2]")):
-        if key == "nbserve-h2-grpc" and cell(results, "a", key, 32) is None:
+    for key, front in (("nbserve-grpc", ""), ("nbserve-grpcio-grpc", " [--grpc_front_end=grpcio]")):
+        if key == "nbserve-grpcio-grpc" and cell(results, "a", key, 32) is None:
             continue
         grpc = _rps(results, "a", key)
         add(2, f"(a) gRPC 32 conns vs nbserve's own REST{front}", _ratio(grpc, mine), 1.0,
@@ -148,7 +149,7 @@ def compute_goals(results: dict) -> list[dict]:
         f"{_ms(codec.get('orjson_encode_ms'))} ms")
     # 4. batching on the compute-bound workload
     limit = results.get("compute_bound", {}).get("limit")
-    for suffix, front in (("", ""), ("-h2", " [--grpc_front_end=h2]")):
+    for suffix, front in (("", ""), ("-grpcio", " [--grpc_front_end=grpcio]")):
         on = _rps(results, "d", f"nbserve-cb-batching{suffix}-grpc")
         if suffix and on is None:
             continue
@@ -370,8 +371,8 @@ def _compute_section(results: dict) -> list[str]:
            f"{_num(cb['limit'])} items/s; one batch-1 call: {_ms(cb.get('single_ms'))} ms. "
            "32 h2load gRPC clients:", "",
            "| server | req/s | × limit | mean ms |", "|---|---:|---:|---:|"]
-    for key in ("nbserve-cb-grpc", "nbserve-cb-batching-grpc", "nbserve-cb-h2-grpc",
-                "nbserve-cb-batching-h2-grpc"):
+    for key in ("nbserve-cb-grpc", "nbserve-cb-batching-grpc", "nbserve-cb-grpcio-grpc",
+                "nbserve-cb-batching-grpcio-grpc"):
         found = cell(results, "d", key, 32)
         if found:
             out.append(f"| {labels.get(key, key)} | {_num(found['rps'])} | "

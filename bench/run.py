@@ -226,7 +226,7 @@ def main() -> int:
             by_key = {t.key: t for t in live}
             for key, workload, concurrency in (("nbserve-rest", "a", 32),
                                                ("nbserve-grpc", "a", 32),
-                                               ("nbserve-h2-grpc", "a", 32),
+                                               ("nbserve-grpcio-grpc", "a", 32),
                                                ("nbserve-rest", "b", 32)):
                 if key in by_key and workload in cfg.workloads:
                     log(f"profiling {key} {workload} c={concurrency}")

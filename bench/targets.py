@@ -251,8 +251,8 @@ def batching_available() -> bool:
     return _flag_implemented("enable_batching")
 
 
-def h2_available() -> bool:
-    """``--grpc_front_end=h2`` (nbserve's own HTTP/2 gRPC front end) in this tree."""
+def front_ends_available() -> bool:
+    """``--grpc_front_end`` (nbserve's own HTTP/2 gRPC front end, the default, or grpcio's)."""
     return _flag_implemented("grpc_front_end")
 
 
@@ -316,10 +316,10 @@ def build_targets(cfg: BenchConfig, manifest: dict, notes: list[str],
     procs: list[Proc] = []
 
     _nbserve(targets, procs, "nbserve", "nbserve", [config_flag], workloads, names)
-    h2 = h2_available()
-    if h2:
-        _nbserve(targets, procs, "nbserve-h2", "nbserve --grpc_front_end=h2",
-                 [config_flag, "--grpc_front_end=h2"], workloads, names, rest=False)
+    grpcio = front_ends_available()  # then the default is h2: grpcio's server as a second row
+    if grpcio:
+        _nbserve(targets, procs, "nbserve-grpcio", "nbserve --grpc_front_end=grpcio",
+                 [config_flag, "--grpc_front_end=grpcio"], workloads, names, rest=False)
     if "a" in workloads and 32 in cfg.concurrency:
         if workers_available():
             _nbserve(targets, procs, "nbserve-w2", "nbserve --num_workers=2",
@@ -331,9 +331,10 @@ def build_targets(cfg: BenchConfig, manifest: dict, notes: list[str],
     if compute is not None:
         names = {**names, "d": compute["name"]}
         model = [f"--model_name={compute['name']}", f"--model_base_path={compute['base']}"]
-        for suffix, label, front_end in (("", "", []),
-                                         ("-h2", " --grpc_front_end=h2", ["--grpc_front_end=h2"])):
-            if suffix and not h2:
+        for suffix, label, front_end in (
+                ("", "", []),
+                ("-grpcio", " --grpc_front_end=grpcio", ["--grpc_front_end=grpcio"])):
+            if suffix and not grpcio:
                 continue
             _nbserve(targets, procs, f"nbserve-cb{suffix}", f"nbserve{label}, no batching,",
                      [*model, *front_end], ("d",), names, grpc_conc=(32,), rest=False)

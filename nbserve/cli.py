@@ -119,9 +119,9 @@ IMPLEMENTED: tuple[Flag, ...] = (
          "nbserve: on SIGTERM/SIGINT, how long in-flight requests may still finish"),
     Flag("rest_inline_threshold_us", float, 1000.0,
          "nbserve: REST calls to a model that recently took less run on the IO thread (0: never)"),
-    Flag("grpc_front_end", _grpc_front_end, "grpcio",
-         "nbserve: gRPC's server: grpcio (grpcio's sync server on the predict pool) or h2 "
-         "(nbserve's own HTTP/2 on the IO loop, ~3x the calls per second)"),
+    Flag("grpc_front_end", _grpc_front_end, "h2",
+         "nbserve: gRPC's server: h2 (nbserve's own HTTP/2 on the IO loop, ~3x the calls per "
+         "second) or grpcio (grpcio's sync server on the predict pool)"),
     Flag("grpc_inline_threshold_us", float, 1000.0,
          "nbserve: gRPC calls to a model that recently took less run on the IO thread (0: never;"
          " --grpc_front_end=h2)"),

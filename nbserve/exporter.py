@@ -12,15 +12,13 @@ takes effect once that version is published or cleaned up: stopping TensorFlow h
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
-import signal
 import tempfile
-import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
+from nbserve.interrupts import interrupts_deferred
 from nbserve.sources.filesystem import parse_version
 
 
@@ -80,27 +78,6 @@ def export(model: Any, base_path: str, version: int | None = None,
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     return version
-
-
-@contextlib.contextmanager
-def interrupts_deferred() -> Iterator[None]:
-    """SIGINT during the block is held back and raised (``KeyboardInterrupt``, through the
-    handler that was installed) once the block is done. Only on the main thread, where Python
-    delivers signals; elsewhere the block runs as is."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    caught: list[Any] = []
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(frame))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT,
-                      previous if previous is not None else signal.default_int_handler)
-    if caught:
-        if callable(previous):
-            previous(signal.SIGINT, caught[0])
-        raise KeyboardInterrupt
 
 
 def write_tflite(export_dir: str) -> str:

@@ -141,9 +141,9 @@ class ServerOptions:
     # issue 12: a REST inference call whose model recently took less than this runs on the IO
     # thread, without the predict pool's thread hops (nbserve.transport.inline); 0: never
     rest_inline_threshold_us: float = 1000.0
-    # issue 12: gRPC's server: "grpcio" (a sync grpc.server on the predict pool) or "h2" (nbserve's
-    # own HTTP/2 front end on the IO loop, nbserve.transport.grpc_h2: ~3x the calls/s)
-    grpc_front_end: str = "grpcio"
+    # issue 12: gRPC's server: "h2" (nbserve's own HTTP/2 front end on the IO loop,
+    # nbserve.transport.grpc_h2: ~3x the calls/s) or "grpcio" (a sync grpc.server on the pool)
+    grpc_front_end: str = "h2"
     grpc_inline_threshold_us: float = 1000.0  # front end h2: as rest_inline_threshold_us, for gRPC
     event_loop: str = "auto"  # the IO loop: "auto" (uvloop where installed), "uvloop", "asyncio"
     auth_token: str = field(default="", repr=False)  # "": no auth; else Bearer token required

@@ -44,6 +44,7 @@ from nbserve.core.loader import LoaderFactory
 from nbserve.core.server_core import ServerCore
 from nbserve.endpoints import Endpoints
 from nbserve.errors import ServingError, StatusCode, not_found
+from nbserve.interrupts import interrupts_deferred
 from nbserve.metrics import ServingMetrics
 from nbserve.observed import ObservedService
 from nbserve.options import ServerOptions, core_options
@@ -201,15 +202,12 @@ class Server(Endpoints):
                 from nbserve.initial_load import wait_for_initial_models
 
                 wait_for_initial_models(self.core, lambda: self._start_cancelled)
-            if grpc_on:
-                self.grpc_port = self._io.call(self._start_grpc(self.options.grpc_port)) or None
-            rest_sock = self._bind(self.options.rest_api_port, "--rest_api_port")
-            if rest_sock is not None:
-                self.rest_port = rest_sock.getsockname()[1]
-                self._io.call(self._start_rest(rest_sock))
+            with interrupts_deferred():  # a listener started on the loop is always recorded
+                self._start_transports(grpc_on)
             self._start_config_watch()
         except BaseException:
-            self._shutdown(grace=0)
+            with interrupts_deferred():
+                self._shutdown(grace=0)
             raise
         self._state = "running"
         registry.register(self)
@@ -222,6 +220,17 @@ class Server(Endpoints):
         log.info("nbserve serving: REST %s, gRPC %s", self.rest_url or "off",
                  self.grpc_target or "off")
         return self
+
+    def _start_transports(self, grpc_on: bool) -> None:
+        """gRPC, then REST, on the IO loop. Each start runs to its end once begun: a kernel
+        interrupt in the middle would leave a listener on the loop that ``_shutdown`` never
+        learns of (callers hold interrupts back)."""
+        if grpc_on:
+            self.grpc_port = self._io.call(self._start_grpc(self.options.grpc_port)) or None
+        rest_sock = self._bind(self.options.rest_api_port, "--rest_api_port")
+        if rest_sock is not None:
+            self.rest_port = rest_sock.getsockname()[1]
+            self._io.call(self._start_rest(rest_sock))
 
     def _bind(self, port: int | None, flag: str) -> socket.socket | None:
         if port is None:
@@ -357,7 +366,8 @@ class Server(Endpoints):
     def stop(self, grace: float | None = None) -> None:
         """Stop accepting, let in-flight requests finish (bounded by ``grace``, default
         ``options.shutdown_grace_seconds``), unload every version, free the ports, join the
-        threads. Idempotent and safe from any thread but the IO loop's."""
+        threads. Idempotent and safe from any thread but the IO loop's. A kernel interrupt
+        meanwhile is raised once the server has stopped."""
         if grace is None:
             grace = self.options.shutdown_grace_seconds
         with self._lock:
@@ -365,7 +375,8 @@ class Server(Endpoints):
                 self._state = "stopped"
                 return
             self._state = "stopping"
-        self._shutdown(grace)
+        with interrupts_deferred():  # a stop interrupted halfway would keep ports and threads
+            self._shutdown(grace)
 
     def _shutdown(self, grace: float) -> None:
         self._stopping.set()

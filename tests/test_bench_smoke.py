@@ -134,12 +134,12 @@ def synthetic_results() -> dict:
             "echo-rest": {"1": [_row(9000 * scale)], "32": [{"error": "wrk failed"}]},
         }
     runs["a"]["nbserve-w2-rest"] = {"32": [_row(9000)]}
-    runs["a"]["nbserve-h2-grpc"] = {"1": [_row(3000, mean=0.35)], "32": [_row(4000)]}
+    runs["a"]["nbserve-grpcio-grpc"] = {"1": [_row(3000, mean=0.35)], "32": [_row(4000)]}
     runs["c"] = {"nbserve-rest": {"1": [_row(0.7, 1400, 1500)]},
                  "mlserver": {"1": [_row(3.5, 270, 300)]}}
     runs["d"] = {"nbserve-cb-grpc": {"32": [_row(300)]},
                  "nbserve-cb-batching-grpc": {"32": [_row(850)]},
-                 "nbserve-cb-batching-h2-grpc": {"32": [_row(700)]}}
+                 "nbserve-cb-batching-grpcio-grpc": {"32": [_row(700)]}}
     return {
         "date": "2026-01-01 00:00 UTC", "command": "make bench", "machine": "2 x test CPU",
         "config": {"seconds": 3, "rounds": 2, "large_factor": 3, "concurrency": [1, 8, 32]},
@@ -180,11 +180,11 @@ def test_best_round_and_goals():
     assert goals["(a) gRPC 32 conns vs PyTriton gRPC"]["value"] == pytest.approx(2.0)
     mean = goals["(a) gRPC 1 conn mean latency"]
     assert mean["value"] == pytest.approx(0.25) and mean["met"] is True
-    h2 = goals["(a) gRPC 32 conns vs nbserve's own REST [--grpc_front_end=h2]"]
+    h2 = goals["(a) gRPC 32 conns vs nbserve's own REST [--grpc_front_end=grpcio]"]
     assert h2["value"] == pytest.approx(4000 / 7000) and h2["met"] is False
-    assert goals["(a) gRPC 1 conn mean latency [--grpc_front_end=h2]"]["met"] is False
+    assert goals["(a) gRPC 1 conn mean latency [--grpc_front_end=grpcio]"]["met"] is False
     h2_batching = goals["(d) batching, 32 gRPC clients, vs the in-process limit "
-                        "[--grpc_front_end=h2]"]
+                        "[--grpc_front_end=grpcio]"]
     assert h2_batching["value"] == pytest.approx(0.7) and "no batching: —" in \
         h2_batching["detail"]
     cnn = goals["(b) small CNN REST 32 conns vs MLServer"]

@@ -105,30 +105,3 @@ def test_exports_serve_through_server_predict(server):
     assert server.predict("module", [2.0], version=1)["y"].tolist() == [3.0]
     assert server.predict("module", [2.0], version=7)["y"].tolist() == [3.0]
     assert server.predict("function", [1.5, -1.0])["z"].tolist() == [3.0, -2.0]
-
-
-def test_an_interrupt_waits_for_the_version_being_written():
-    import os
-    import signal
-    import threading
-
-    from nbserve.exporter import interrupts_deferred
-
-    done = []
-    with pytest.raises(KeyboardInterrupt):
-        with interrupts_deferred():
-            os.kill(os.getpid(), signal.SIGINT)
-            done.append("the block ran to its end")
-    assert done == ["the block ran to its end"]
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
-    with interrupts_deferred():  # no interrupt: nothing raised
-        done.append("again")
-
-    def off_the_main_thread() -> None:  # signals go to the main thread: nothing to hold back
-        with interrupts_deferred():
-            done.append(signal.getsignal(signal.SIGINT))
-
-    elsewhere = threading.Thread(target=off_the_main_thread)
-    elsewhere.start()
-    elsewhere.join(10)
-    assert done[-1] is signal.default_int_handler

@@ -1,6 +1,6 @@
 """TF Serving's gRPC API (spec §2) on a synchronous ``grpc.server`` (``--grpc_front_end=grpcio``),
 over the transport-neutral ServingService. The servicers here (``PredictionServicer``,
-``ModelServicer``) also serve the ``h2`` front end (``nbserve.transport.grpc_h2``).
+``ModelServicer``) also serve the default ``h2`` front end (``nbserve.transport.grpc_h2``).
 
 Uses the generated messages of ``tensorflow-serving-api`` (no hand-written protos), so stock
 clients work unchanged. Also registers the standard ``grpc.health.v1.Health`` service and server

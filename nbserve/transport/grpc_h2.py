@@ -1,4 +1,4 @@
-"""TF Serving's gRPC API on nbserve's own HTTP/2 server (``--grpc_front_end=h2``).
+"""TF Serving's gRPC API on nbserve's own HTTP/2 server (``--grpc_front_end=h2``, the default).
 
 grpcio's Python server spends most of a small call in its own machinery (a completion-queue
 thread, a hand-off to a pool thread, condition waits: a grpcio echo server reaches about a third

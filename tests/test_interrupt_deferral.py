@@ -1,0 +1,110 @@
+"""nbserve.interrupts: a SIGINT during a step that must not stop halfway waits for its end."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import threading
+import time
+
+import pytest
+
+from nbserve.interrupts import interrupts_deferred
+
+
+def test_an_interrupt_waits_for_the_version_being_written():
+    done = []
+    with pytest.raises(KeyboardInterrupt):
+        with interrupts_deferred():
+            os.kill(os.getpid(), signal.SIGINT)
+            done.append("the block ran to its end")
+    assert done == ["the block ran to its end"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    with interrupts_deferred():  # no interrupt: nothing raised
+        done.append("again")
+
+    def off_the_main_thread() -> None:  # signals go to the main thread: nothing to hold back
+        with interrupts_deferred():
+            done.append(signal.getsignal(signal.SIGINT))
+
+    elsewhere = threading.Thread(target=off_the_main_thread)
+    elsewhere.start()
+    elsewhere.join(10)
+    assert done[-1] is signal.default_int_handler
+
+
+def test_nested_blocks_raise_once_when_the_outer_one_ends():
+    steps = []
+    with pytest.raises(KeyboardInterrupt):
+        with interrupts_deferred():
+            with interrupts_deferred():
+                os.kill(os.getpid(), signal.SIGINT)
+                steps.append("inner")
+            steps.append("outer")  # the inner block held the interrupt for the outer one
+    assert steps == ["inner", "outer"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_a_program_handler_gets_the_held_signal_and_nothing_is_raised():
+    received = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+    try:
+        with interrupts_deferred():
+            os.kill(os.getpid(), signal.SIGINT)
+            assert received == []  # held while the block runs
+        assert received == [signal.SIGINT]  # e.g. the command line's "stop serving" flag
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _port_is_free(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _nbserve_threads() -> list[str]:
+    deadline = time.monotonic() + 10
+    while True:
+        left = sorted(t.name for t in threading.enumerate() if t.name.startswith("nbserve-")
+                      and t.name != "nbserve-native-log")
+        if not left or time.monotonic() > deadline:
+            return left
+        time.sleep(0.05)
+
+
+@pytest.mark.tfs_testdata
+@pytest.mark.parametrize("step", ["_start_grpc", "_start_rest", "_stop_transports"])
+def test_an_interrupt_while_transports_start_or_stop_leaves_nothing_running(
+        tfs_testdata, monkeypatch, step):
+    """A kernel interrupt that lands while the IO loop starts or stops a transport: the step
+    finishes, the server ends stopped (ports free, no thread of it left) and the interrupt is
+    raised after. Before, an interrupt in ``stop()`` left the server half-stopped."""
+    from nbserve.options import ModelConfig, ServerOptions
+    from nbserve.server import Server
+
+    original = getattr(Server, step)
+
+    async def interrupted(self, *args):
+        os.kill(os.getpid(), signal.SIGINT)  # delivered to the main thread, waiting on the loop
+        await asyncio.sleep(0.2)
+        return await original(self, *args)
+
+    monkeypatch.setattr(Server, step, interrupted)
+    server = Server(ServerOptions(
+        models=(ModelConfig("m", str(tfs_testdata / "saved_model_half_plus_two_cpu")),),
+        rest_api_port=0, grpc_port=0))
+    with pytest.raises(KeyboardInterrupt):
+        server.start()
+        server.stop()
+    assert not server.running
+    assert server.stop() is None  # stopped for good: nothing left to do
+    for port in (server.rest_port, server.grpc_port):
+        assert port is None or _port_is_free(port)
+    assert _nbserve_threads() == []
