@@ -17,9 +17,9 @@ import json
 import logging
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import Executor
-from typing import Any, TypeVar, cast
+from typing import Any, NamedTuple, TypeVar, cast
 
 from aiohttp import ClientPayloadError, web
 from aiohttp.http_exceptions import HttpProcessingError
@@ -54,8 +54,17 @@ INFERENCE = frozenset(("predict", "classify", "regress"))  # the routes that may
 RequestObserver = Callable[[str, str, StatusCode, float], None]
 
 
+class Reply(NamedTuple):
+    """One ``/v1`` answer: its HTTP status, JSON body and headers beyond Content-Type (and CORS,
+    which the front end adds when enabled)."""
+
+    status: int
+    body: bytes
+    headers: Mapping[str, str] = {}
+
+
 class RestApi:
-    """The aiohttp application for one server."""
+    """The aiohttp application for one server, and the ``/v1`` answers any front end serves."""
 
     def __init__(self, service: ServingService, executor: Executor, *,
                  timeout_ms: int = 30_000, enable_cors: bool = False,
@@ -92,39 +101,82 @@ class RestApi:
             ok = "http://" in origin or "https://" in origin
             return web.Response(status=200 if ok else 400,
                                 headers=CORS_HEADERS if ok and self._cors else None)
-        denied = self._unauthenticated(request)
-        if denied is not None:
-            return denied
+        reply = self.denied(request.headers.get("Authorization"))  # before reading any body
+        if reply is None:
+            try:
+                body = await request.read() if request.method == "POST" else b""
+            except web.HTTPRequestEntityTooLarge:
+                reply = Reply(413, json_status.error_json(
+                    f"Request body is larger than the limit of {self._max_request_bytes} bytes "
+                    "(--rest_api_max_request_bytes)"))
+            except (HttpProcessingError, ClientPayloadError, RequestPayloadError) as exc:
+                # an undecodable (Content-Encoding) or truncated body
+                reply = Reply(400, json_status.error_json(
+                    f"Could not read the request body: {_body_error_text(exc)}"))
+            else:
+                answer = self.v1_reply(request.method, raw_path, body)
+                reply = answer if isinstance(answer, Reply) else await answer
+        headers = dict(CORS_HEADERS) if self._cors else {}
+        headers.update(reply.headers)
+        return web.Response(status=reply.status, body=reply.body, content_type=JSON,
+                            headers=headers or None)
+
+    def denied(self, authorization: str | None) -> Reply | None:
+        """The 401 reply when a token is required and ``authorization`` (the header's value)
+        does not carry it; None when the request may go on."""
+        error = check_authorization(authorization, self._auth_token)
+        if error is None:
+            return None
+        return Reply(401, json_status.error_json(error), {"WWW-Authenticate": "Bearer"})
+
+    def v1_reply(self, method: str, raw_path: str, body: bytes) -> Reply | Awaitable[Reply]:
+        """The answer to an authorized ``/v1`` request, for any HTTP front end.
+
+        A call that may run inline (``transport.inline``) and every error found before the
+        predict pool is needed are answered at once (a ``Reply``); anything else returns an
+        awaitable of the reply, which must be awaited (it holds a slot of the in-flight limit
+        until it is done). Never raises: errors are ``{"error": msg}`` replies with the HTTP
+        status of ``status_map``, and every request is reported to the observer."""
+        started = time.perf_counter()
         try:
             self._limiter.acquire()
         except ServingError as err:
-            return self._json(http_status(err.code), json_status.error_json(err.message))
+            return Reply(http_status(err.code), json_status.error_json(err.message))
+        route: RestRoute | None = None
+        pooled = False
         try:
-            return await self._v1(request, raw_path)
+            route = parse_route(method, raw_path)
+            if route.kind in INFERENCE and self._inline.allows(route.name, len(body)):
+                payload = self._timed_route(route, body)
+            else:
+                pooled = True
+                return self._pooled(route, body, started)
+        except Exception as exc:  # noqa: BLE001 - every failure is an answer, never a crash
+            return self._error(route, exc, started)
+        finally:
+            if not pooled:
+                self._limiter.release()
+        self._observe(route, StatusCode.OK, started)
+        return Reply(200, payload)
+
+    async def _pooled(self, route: RestRoute, body: bytes, started: float) -> Reply:
+        """``v1_reply``'s call in the predict pool; releases the in-flight slot when done."""
+        try:
+            work = self._timed_route if route.kind in INFERENCE else self._route
+            payload = await self._blocking(work, route, body)
+        except Exception as exc:  # noqa: BLE001 - every failure is an answer, never a crash
+            return self._error(route, exc, started)
         finally:
             self._limiter.release()
+        self._observe(route, StatusCode.OK, started)
+        return Reply(200, payload)
 
-    async def _v1(self, request: web.Request, raw_path: str) -> web.StreamResponse:
-        started = time.perf_counter()
-        route: RestRoute | None = None
-        try:
-            route = parse_route(request.method, raw_path)
-            body = await request.read() if request.method == "POST" else b""
-            status, payload = await self._serve(route, body)
-        except ServingError as err:
-            status, payload = http_status(err.code), json_status.error_json(err.message)
-            self._observe(route, err.code, started)
-        except web.HTTPRequestEntityTooLarge:
-            return self._json(413, json_status.error_json(
-                f"Request body is larger than the limit of {self._max_request_bytes} bytes "
-                "(--rest_api_max_request_bytes)"))
-        except (HttpProcessingError, ClientPayloadError, RequestPayloadError) as exc:
-            # an undecodable (Content-Encoding) or truncated body
-            return self._json(400, json_status.error_json(
-                f"Could not read the request body: {_body_error_text(exc)}"))
-        else:
-            self._observe(route, StatusCode.OK, started)
-        return self._json(status, payload)
+    def _error(self, route: RestRoute | None, exc: Exception, started: float) -> Reply:
+        if not isinstance(exc, ServingError):  # a bug must never take the server down
+            log.error("REST %s failed", route.kind if route else "request", exc_info=exc)
+            exc = as_serving_error(exc)
+        self._observe(route, exc.code, started)
+        return Reply(http_status(exc.code), json_status.error_json(exc.message))
 
     async def _expect(self, request: web.Request) -> web.Response | None:
         """aiohttp's ``Expect`` handling, with an unknown expectation answered in JSON (417)."""
@@ -137,32 +189,25 @@ class RestApi:
                 return self._json(417, json_status.error_json(f"Unknown Expect: {expect}"))
         return None
 
-    def _unauthenticated(self, request: web.Request) -> web.Response | None:
-        """A 401 JSON reply when a token is required and the request lacks it, else None."""
-        error = check_authorization(request.headers.get("Authorization"), self._auth_token)
-        if error is None:
-            return None
-        headers = dict(CORS_HEADERS) if self._cors else {}
-        headers["WWW-Authenticate"] = "Bearer"
-        return web.Response(status=401, body=json_status.error_json(error), content_type=JSON,
-                            headers=headers)
-
     def _observe(self, route: RestRoute | None, code: StatusCode, started: float) -> None:
         if self._observer is not None:
             api = route.kind if route and route.kind in INFERENCE else ""
             self._observer(route.name if route else "", api, code, time.perf_counter() - started)
 
-    def _json(self, status: int, payload: bytes) -> web.Response:
-        headers = CORS_HEADERS if self._cors else None
-        return web.Response(status=status, body=payload, content_type=JSON, headers=headers)
+    def _json(self, status: int, payload: bytes,
+              extra: Mapping[str, str] | None = None) -> web.Response:
+        headers = dict(CORS_HEADERS) if self._cors else {}
+        headers.update(extra or {})
+        return web.Response(status=status, body=payload, content_type=JSON,
+                            headers=headers or None)
 
     async def _non_v1(self, request: web.Request) -> web.StreamResponse:
         path = request.path
         probe = path in self._extra or path in ("/healthz", "/readyz")
         if probe and not self._open_probes:
-            denied = self._unauthenticated(request)
+            denied = self.denied(request.headers.get("Authorization"))
             if denied is not None:
-                return denied
+                return self._json(denied.status, denied.body, denied.headers)
         if path in self._extra and request.raw_path != path:  # TF Serving's exporter (§1.10)
             return web.Response(status=400, content_type="text/plain",
                                 text=f"Unexpected path: {request.raw_path}. Should be {path}")
@@ -191,19 +236,6 @@ class RestApi:
                                "(--rest_api_timeout_in_ms)") from None
 
     # -- routes --------------------------------------------------------------------------------
-    async def _serve(self, route: RestRoute, body: bytes) -> tuple[int, bytes]:
-        try:
-            if route.kind not in INFERENCE:
-                return 200, await self._blocking(self._route, route, body)
-            if self._inline.allows(route.name, len(body)):
-                return 200, self._timed_route(route, body)
-            return 200, await self._blocking(self._timed_route, route, body)
-        except ServingError:
-            raise
-        except Exception as exc:  # a bug must never take the server down: report it
-            log.exception("REST %s failed", route.kind)
-            raise as_serving_error(exc) from exc
-
     def _timed_route(self, route: RestRoute, body: bytes) -> bytes:
         """``_route`` for an inference call, its wall time told to the inline policy."""
         started = time.perf_counter()
