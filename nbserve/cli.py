@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from nbserve.errors import ServingError
-from nbserve.options import ModelConfig, ServerOptions
+from nbserve.options import GRPC_FRONT_ENDS, REST_FRONT_ENDS, ModelConfig, ServerOptions
 
 if TYPE_CHECKING:
     from nbserve.workers import WorkerRole
@@ -53,12 +53,13 @@ def _event_loop(text: str) -> str:
     return text
 
 
-def _grpc_front_end(text: str) -> str:
-    from nbserve.options import GRPC_FRONT_ENDS
+def _one_of(choices: tuple[str, ...]) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        if text not in choices:
+            raise ValueError(f"expected one of {', '.join(choices)}")
+        return text
 
-    if text not in GRPC_FRONT_ENDS:
-        raise ValueError(f"expected one of {', '.join(GRPC_FRONT_ENDS)}")
-    return text
+    return parse
 
 
 @dataclass(frozen=True)
@@ -119,7 +120,10 @@ IMPLEMENTED: tuple[Flag, ...] = (
          "nbserve: on SIGTERM/SIGINT, how long in-flight requests may still finish"),
     Flag("rest_inline_threshold_us", float, 1000.0,
          "nbserve: REST calls to a model that recently took less run on the IO thread (0: never)"),
-    Flag("grpc_front_end", _grpc_front_end, "h2",
+    Flag("rest_front_end", _one_of(REST_FRONT_ENDS), "h1",
+         "nbserve: REST's server: h1 (nbserve's own HTTP/1.1 for the common /v1 requests, "
+         "aiohttp for the rest) or aiohttp (aiohttp for every request)"),
+    Flag("grpc_front_end", _one_of(GRPC_FRONT_ENDS), "h2",
          "nbserve: gRPC's server: h2 (nbserve's own HTTP/2 on the IO loop, ~3x the calls per "
          "second) or grpcio (grpcio's sync server on the predict pool)"),
     Flag("grpc_inline_threshold_us", float, 1000.0,
@@ -246,6 +250,7 @@ def options_from_flags(values: dict[str, Any]) -> ServerOptions:
         load_timeout_seconds=values["load_timeout_seconds"],
         shutdown_grace_seconds=values["shutdown_grace_seconds"],
         rest_inline_threshold_us=values["rest_inline_threshold_us"],
+        rest_front_end=values["rest_front_end"],
         event_loop=values["event_loop"],
         grpc_front_end=values["grpc_front_end"],
         grpc_inline_threshold_us=values["grpc_inline_threshold_us"],

@@ -22,6 +22,7 @@ AspiredVersionPolicyName = Literal["availability_preserving", "resource_preservi
 
 
 GRPC_FRONT_ENDS = ("grpcio", "h2")  # ServerOptions.grpc_front_end (issue 12)
+REST_FRONT_ENDS = ("h1", "aiohttp")  # ServerOptions.rest_front_end (issue 12)
 
 
 @dataclass(frozen=True)
@@ -141,6 +142,9 @@ class ServerOptions:
     # issue 12: a REST inference call whose model recently took less than this runs on the IO
     # thread, without the predict pool's thread hops (nbserve.transport.inline); 0: never
     rest_inline_threshold_us: float = 1000.0
+    # issue 12: REST's server: "h1" (nbserve's own HTTP/1.1 for the common /v1 requests, aiohttp
+    # for the rest, nbserve.transport.rest_h1) or "aiohttp" (aiohttp for every request)
+    rest_front_end: str = "h1"
     # issue 12: gRPC's server: "h2" (nbserve's own HTTP/2 front end on the IO loop,
     # nbserve.transport.grpc_h2: ~3x the calls/s) or "grpcio" (a sync grpc.server on the pool)
     grpc_front_end: str = "h2"

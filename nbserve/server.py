@@ -150,6 +150,7 @@ class Server(Endpoints):
         self._runners: list[Any] = []
         self._open_connections: list[Any] = []  # rest_api.OpenConnections, one per runner
         self._grpc_servers: list[Any] = []
+        self._fast_rest: list[Any] = []  # rest_h1.H1Server (rest_front_end "h1")
         self._lock = threading.Lock()
         self._state = "new"
         self.rest_port: int | None = None
@@ -240,6 +241,12 @@ class Server(Endpoints):
     async def _start_rest(self, sock: socket.socket) -> None:
         from aiohttp import web
 
+        from nbserve.options import REST_FRONT_ENDS
+
+        if self.options.rest_front_end not in REST_FRONT_ENDS:
+            sock.close()
+            raise ServerStartError(f"rest_front_end must be one of {', '.join(REST_FRONT_ENDS)}, "
+                                   f"not {self.options.rest_front_end!r}")
         from nbserve.transport.rest_api import OpenConnections, RestApi
 
         extra = {}
@@ -261,8 +268,16 @@ class Server(Endpoints):
         await runner.setup()
         assert runner.server is not None  # set by setup()
         self._open_connections.append(OpenConnections(runner.server))
-        await web.SockSite(runner, sock).start()
         self._runners.append(runner)
+        if self.options.rest_front_end == "aiohttp":
+            await web.SockSite(runner, sock).start()
+            return
+        from nbserve.transport.rest_h1 import start_h1_server
+
+        # issue 12: nbserve's HTTP/1.1 for the common /v1 requests, aiohttp's handler for the rest
+        self._fast_rest.append(await start_h1_server(
+            api, runner.server, sock, max_request_bytes=self.options.max_request_bytes,
+            cors=self.options.rest_api_enable_cors_support))
 
     def _claim_grpc_socket(self) -> None:
         """``--grpc_socket_path`` (issue 14): a stale socket file is removed, a live one is a
@@ -396,6 +411,7 @@ class Server(Endpoints):
             except Exception:  # keep stopping the rest
                 log.exception("stopping the transports failed")
             self._runners.clear()
+            self._fast_rest.clear()
             self._grpc_servers.clear()
             self._io.stop()
         if self._grpc_socket is not None:  # issue 14: the socket file goes with the server
@@ -418,7 +434,8 @@ class Server(Endpoints):
                 runner._shutdown_timeout = grace
         results = await asyncio.gather(
             *(runner.cleanup() for runner in reversed(self._runners)),
-            *(server.stop(grace) for server in self._grpc_servers), return_exceptions=True)
+            *(server.stop(grace) for server in [*self._fast_rest, *self._grpc_servers]),
+            return_exceptions=True)
         for result in results:
             if isinstance(result, BaseException):
                 log.error("stopping a transport failed: %r", result)

@@ -6,8 +6,11 @@ millisecond, on the event loop's thread itself (``transport.inline``: no thread 
 ``{"error": msg}`` with the HTTP status of ``status_map``. Paths outside ``/v1`` get the stock
 404 HTML page, except nbserve's ``/healthz`` and ``/readyz`` and the Prometheus path.
 
-Contract: ``RestApi.app`` is an ``aiohttp.web.Application``; the caller (``runtime``) runs it
-with AppRunner + TCPSite on its own loop. ``RestApi`` never owns the loop or signals.
+Contract: ``RestApi.app`` is an ``aiohttp.web.Application``; the caller (``server``) runs it
+with AppRunner on its IO loop, behind a SockSite (``rest_front_end="aiohttp"``) or behind
+``rest_h1``, which answers the common ``/v1`` requests itself through ``denied`` and
+``v1_reply`` (the same code aiohttp's handler runs) and hands aiohttp the rest. ``RestApi``
+never owns the loop or signals.
 """
 
 from __future__ import annotations

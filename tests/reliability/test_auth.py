@@ -105,7 +105,8 @@ def test_binds_loopback_by_default(fake_server, caplog):
     assert ServerOptions().host == "127.0.0.1"
     with caplog.at_level(logging.WARNING, logger="nbserve"):
         srv = fake_server()
-    addresses = [address for runner in srv._runners for address in runner.addresses]
+    addresses = [address for runner in [*srv._runners, *srv._fast_rest]
+                 for address in runner.addresses]
     assert addresses and all(address[0] == "127.0.0.1" for address in addresses)
     assert not [r for r in caplog.records if "reachable from the network" in r.getMessage()]
 

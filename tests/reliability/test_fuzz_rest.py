@@ -27,7 +27,7 @@ CASES: dict[str, int] = {}
 TIMEOUT = 20.0  # a reply slower than this is a hung connection
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", params=["h1", "aiohttp"])
 def server(tfs_testdata, request):
     from nbserve.options import ServerOptions
     from nbserve.server import Server
@@ -38,7 +38,8 @@ def server(tfs_testdata, request):
                     version_policy=VersionPolicy.all(), version_labels={"stable": 123}),
     )
     srv = Server(ServerOptions(models=models, rest_api_port=0, grpc_port=None,
-                               max_num_load_retries=0, max_request_bytes=1 << 20))
+                               max_num_load_retries=0, max_request_bytes=1 << 20,
+                               rest_front_end=request.param))
     srv.start()
     for m in models:
         srv.wait_until_available(m.name, timeout=60)

@@ -134,7 +134,10 @@ def test_grace_is_bounded(gated_server):
 
 
 def handler_started(srv) -> bool:
-    """True once aiohttp runs a handler for a request (its body may still be arriving)."""
+    """True once a request has begun: aiohttp runs its handler, or (the default front end,
+    rest_h1) a connection holds its head (its body may still be arriving)."""
+    if any(not conn.idle for fast in srv._fast_rest for conn in fast.connections):
+        return True
     server = srv._runners[0].server
     return any(getattr(conn, "_request_in_progress", True) for conn in server.connections)
 

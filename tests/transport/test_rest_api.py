@@ -18,10 +18,11 @@ from tests.transport.rest_client import call
 pytestmark = pytest.mark.tfs_testdata
 
 
-@pytest.fixture(scope="module")
-def server(tfs_testdata):
-    """One server for the read-only tests: half_plus_two (as itself and as "default"),
-    half_plus_three, the TF2 export, the two-version model (all versions, labels), counter."""
+@pytest.fixture(scope="module", params=["h1", "aiohttp"])
+def server(tfs_testdata, request):
+    """One server per REST front end for the read-only tests: half_plus_two (as itself and as
+    "default"), half_plus_three, the TF2 export, the two-version model (all versions, labels),
+    counter."""
     from nbserve.options import ServerOptions
     from nbserve.server import Server
 
@@ -36,7 +37,7 @@ def server(tfs_testdata):
         ModelConfig("counter", str(tfs_testdata / "saved_model_counter")),
     )
     srv = Server(ServerOptions(models=models, rest_api_port=0, grpc_port=None,
-                               max_num_load_retries=0))
+                               max_num_load_retries=0, rest_front_end=request.param))
     srv.start()
     for m in models:
         srv.wait_until_available(m.name, timeout=60)
