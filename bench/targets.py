@@ -320,6 +320,9 @@ def build_targets(cfg: BenchConfig, manifest: dict, notes: list[str],
     if grpcio:
         _nbserve(targets, procs, "nbserve-grpcio", "nbserve --grpc_front_end=grpcio",
                  [config_flag, "--grpc_front_end=grpcio"], workloads, names, rest=False)
+    if "a" in workloads and _flag_implemented("rest_front_end"):  # then the default is h1
+        _nbserve(targets, procs, "nbserve-aiohttp", "nbserve --rest_front_end=aiohttp",
+                 [config_flag, "--rest_front_end=aiohttp"], ("a",), names, grpc=False)
     if "a" in workloads and 32 in cfg.concurrency:
         if workers_available():
             _nbserve(targets, procs, "nbserve-w2", "nbserve --num_workers=2",

@@ -135,6 +135,7 @@ def synthetic_results() -> dict:
         }
     runs["a"]["nbserve-w2-rest"] = {"32": [_row(9000)]}
     runs["a"]["nbserve-grpcio-grpc"] = {"1": [_row(3000, mean=0.35)], "32": [_row(4000)]}
+    runs["a"]["nbserve-aiohttp-rest"] = {"1": [_row(1500, 0.5)], "32": [_row(5200)]}
     runs["c"] = {"nbserve-rest": {"1": [_row(0.7, 1400, 1500)]},
                  "mlserver": {"1": [_row(3.5, 270, 300)]}}
     runs["d"] = {"nbserve-cb-grpc": {"32": [_row(300)]},
@@ -174,6 +175,8 @@ def test_best_round_and_goals():
     peer = goals["(a) REST 32 conns vs the best peer"]
     assert peer["value"] == pytest.approx(7000 / 1900) and peer["met"] is True
     assert "kserve" in peer["detail"]
+    aiohttp_only = goals["(a) REST 32 conns vs the bare aiohttp floor [--rest_front_end=aiohttp]"]
+    assert aiohttp_only["value"] == pytest.approx(5200 / 6500) and aiohttp_only["met"] is False
     p50 = goals["(a) REST 1 conn p50 vs the floor's"]
     assert p50["value"] == pytest.approx(0.40 / 0.30) and p50["met"] is False
     assert goals["(a) gRPC 32 conns vs nbserve's own REST"]["met"] is True
