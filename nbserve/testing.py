@@ -28,7 +28,8 @@ import numpy as np
 from nbserve.core.events import ManagerState
 from nbserve.core.ids import ServableId
 from nbserve.errors import ServingError, StatusCode
-from nbserve.servables.signature import DT_ENUM, Signature, TensorInfo
+from nbserve.servables.signature import Signature, TensorInfo
+from nbserve.servables.signature_def import signature_def_map
 
 if TYPE_CHECKING:
     from nbserve.server import Server
@@ -140,23 +141,7 @@ class FakeServable:
 
         Imports TF Serving's protos (and so TensorFlow) only when called.
         """
-        from tensorflow_serving.apis import get_model_metadata_pb2
-
-        result = get_model_metadata_pb2.SignatureDefMap()
-        for key, sig in self._signatures.items():
-            sdef = result.signature_def[key]
-            sdef.method_name = sig.method_name
-            for target, infos in ((sdef.inputs, sig.inputs), (sdef.outputs, sig.outputs)):
-                for alias, info in infos.items():
-                    tensor = target[alias]
-                    tensor.name = info.name
-                    tensor.dtype = DT_ENUM.get(info.dtype, 0)
-                    if info.shape is None:
-                        tensor.tensor_shape.unknown_rank = True
-                    else:
-                        for size in info.shape:
-                            tensor.tensor_shape.dim.add(size=size)
-        return result
+        return signature_def_map(self._signatures)
 
     # -- observation -----------------------------------------------------------------------------
     @property

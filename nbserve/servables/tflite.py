@@ -35,12 +35,12 @@ from nbserve.servables.predict_util import (
     signature_not_found,
 )
 from nbserve.servables.signature import Signature
+from nbserve.servables.signature_def import signature_def_map
 from nbserve.servables.tflite_signatures import (
     DEFAULT_SIGNATURE,
     Binding,
     Described,
     describe,
-    signature_def_map,
     with_signature_defs_metadata,
 )
 from nbserve.servables.version_loader import VersionLoader

@@ -24,7 +24,8 @@ import numpy as np
 
 from nbserve.errors import ServingError, StatusCode
 from nbserve.servables.predict_util import numpy_dt_name
-from nbserve.servables.signature import DT_ENUM, Signature, TensorInfo
+from nbserve.servables.signature import Signature, TensorInfo
+from nbserve.servables.signature_def import signature_def_map
 
 SIGNATURE_DEFS_METADATA = "signature_defs_metadata"
 PREDICT_METHOD = "tensorflow/serving/predict"
@@ -210,28 +211,6 @@ def describe(model: bytes, interpreter: Any) -> Described:
     if interpreter.get_signature_list():
         return _from_signature_runners(interpreter)
     return _from_tensors(interpreter)
-
-
-def signature_def_map(signatures: Mapping[str, Signature]) -> Any:
-    """``signatures`` as a ``tensorflow.serving.SignatureDefMap`` (GetModelMetadata's payload)."""
-    from tensorflow_serving.apis import get_model_metadata_pb2
-
-    result = get_model_metadata_pb2.SignatureDefMap()
-    for key, signature in signatures.items():
-        proto = result.signature_def[key]
-        proto.method_name = signature.method_name
-        for infos, target in ((signature.inputs, proto.inputs),
-                              (signature.outputs, proto.outputs)):
-            for alias, info in infos.items():
-                entry = target[alias]
-                entry.name = info.name
-                entry.dtype = DT_ENUM.get(info.dtype, 0)
-                if info.shape is None:
-                    entry.tensor_shape.unknown_rank = True
-                else:
-                    for size in info.shape:
-                        entry.tensor_shape.dim.add().size = size
-    return result
 
 
 def with_signature_defs_metadata(model: bytes, signatures: Mapping[str, Signature]) -> bytes:
