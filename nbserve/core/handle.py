@@ -11,6 +11,7 @@ Hot path: taking and releasing a handle costs one lock round-trip each, nothing 
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 from nbserve.core.ids import ServableId
@@ -19,34 +20,67 @@ from nbserve.core.ids import ServableId
 class HandleGate:
     """Counts outstanding handles of one version; ``close()`` stops new ones. Thread-safe.
 
-    Invariant: once ``close()`` has returned, ``try_acquire`` fails, so after ``wait_quiesced``
+    Invariant: once ``close()`` has returned, ``acquire`` fails, so after ``wait_quiesced``
     returns True no handle of this version exists.
+
+    Safe against asynchronous exceptions (a kernel interrupt lands between any two Python calls
+    of the main thread): the count and the handle's link to the gate change together, under the
+    lock's C-level ``with`` and with no Python call in between, so an interrupt leaves either
+    both or neither changed; a handle it leaves unreleased is released when it is collected.
     """
 
-    __slots__ = ("_closed", "_cond", "_count")
+    __slots__ = ("_closed", "_cond", "_count", "_lock")
 
     def __init__(self) -> None:
         # RLock: a leaked handle's __del__ may run (from GC) on a thread already inside the gate.
-        self._cond = threading.Condition(threading.RLock())
+        self._lock = threading.RLock()
+        self._cond = threading.Condition(self._lock)
         self._count = 0
         self._closed = False
 
+    def acquire(self, id: ServableId, servable: Any) -> ServableHandle | None:
+        """A new counted handle on ``servable``, or None once closed."""
+        handle = ServableHandle(id, servable, None)
+        with self._lock:
+            if self._closed:
+                return None
+            self._count += 1
+            handle._gate = self
+        return handle
+
     def try_acquire(self) -> bool:
-        with self._cond:
+        """Count one handle the caller keeps track of itself (``release()`` it); False once
+        closed."""
+        with self._lock:
             if self._closed:
                 return False
             self._count += 1
             return True
 
     def release(self) -> None:
-        with self._cond:
+        with self._lock:
             self._count -= 1
-            if self._count == 0 and self._closed:
-                self._cond.notify_all()
+            last = self._count == 0 and self._closed
+        if last:  # after the count: an interrupt here delays the waiter, never fools it
+            self._notify()
+
+    def _release_handle(self, handle: ServableHandle) -> None:
+        with self._lock:
+            if handle._gate is not self:
+                return  # released already (by its owner, or by __del__ on another thread)
+            handle._gate = None
+            self._count -= 1
+            last = self._count == 0 and self._closed
+        if last:
+            self._notify()
+
+    def _notify(self) -> None:
+        with self._cond:
+            self._cond.notify_all()
 
     def close(self) -> None:
         """Refuse new handles from now on (existing ones stay valid until released)."""
-        with self._cond:
+        with self._lock:
             self._closed = True
 
     @property
@@ -59,9 +93,16 @@ class HandleGate:
         return self._count
 
     def wait_quiesced(self, timeout: float | None = None) -> bool:
-        """Wait until closed and no handle is outstanding; False on timeout (None: forever)."""
+        """Wait until closed and no handle is outstanding; False on timeout (None: forever,
+        checking again every second, so a notification an interrupt cut short only delays)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
-            return self._cond.wait_for(lambda: self._closed and self._count == 0, timeout)
+            while not (self._closed and self._count == 0):
+                left = 1.0 if deadline is None else min(1.0, deadline - time.monotonic())
+                if left <= 0:
+                    return False
+                self._cond.wait(left)
+            return True
 
 
 class ServableHandle:
@@ -74,15 +115,16 @@ class ServableHandle:
 
     __slots__ = ("_gate", "id", "servable")
 
-    def __init__(self, id: ServableId, servable: Any, gate: HandleGate) -> None:
+    def __init__(self, id: ServableId, servable: Any, gate: HandleGate | None) -> None:
+        """A handle counted by ``gate`` (``HandleGate.acquire`` makes them)."""
         self.id = id
         self.servable = servable
         self._gate: HandleGate | None = gate
 
     def release(self) -> None:
-        gate, self._gate = self._gate, None
+        gate = self._gate
         if gate is not None:
-            gate.release()
+            gate._release_handle(self)
 
     @property
     def released(self) -> bool:
@@ -95,7 +137,9 @@ class ServableHandle:
         self.release()
 
     def __del__(self) -> None:
-        self.release()
+        gate = getattr(self, "_gate", None)  # unset: interrupted in __init__, never counted
+        if gate is not None:
+            gate._release_handle(self)
 
     def __repr__(self) -> str:
         return f"ServableHandle({self.id}{', released' if self._gate is None else ''})"

@@ -366,8 +366,9 @@ class AspiredVersionsManager:
                     found = entry.by_version.get(request.version)
                     candidates = (found,) if found is not None else ()
                 for harness in candidates:
-                    if harness.gate.try_acquire():
-                        return ServableHandle(harness.id, harness.servable, harness.gate)
+                    handle = harness.gate.acquire(harness.id, harness.servable)
+                    if handle is not None:
+                        return handle
                 if self._serving is not serving:
                     continue  # it is being unloaded; the map has changed since: look again
             raise ServingError(StatusCode.NOT_FOUND, f"Servable not found for request: {request}")
