@@ -338,3 +338,20 @@ def test_stop_closes_idle_connections_and_finishes_answers(tfs_testdata, start_s
     idle.close()
     with pytest.raises(OSError):
         connect(srv.rest_port).close()
+
+
+def test_asyncios_own_loop_serves_and_hands_off_the_same(tfs_testdata, start_server):
+    """``--event_loop=asyncio``: its transports are not uvloop's; pipelined fast requests and a
+    hand-off in the middle of them work the same."""
+    srv = start_server([ModelConfig("m", str(tfs_testdata / "saved_model_half_plus_two_cpu"))],
+                       event_loop="asyncio")
+    srv.wait_until_available("m", timeout=60)
+    plain = request("POST", "/v1/models/m:predict", PREDICT)
+    chunked = (b"POST /v1/models/m:predict HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked"
+               b"\r\n\r\n%x\r\n%s\r\n0\r\n\r\n" % (len(PREDICT), PREDICT))
+    with connect(srv.rest_port) as sock:
+        sock.sendall(plain * 3 + chunked + plain)
+        replies = Responses(sock)
+        for _ in range(5):
+            status, _, body, _ = replies.next()
+            assert (status, json.loads(body)) == (200, {"predictions": [2.5, 3.0, 4.5]})
