@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from bench import grpc_protos, loadgen
+from bench import compute_bound, grpc_protos, loadgen
 from bench.config import BENCH, DATA, MAIN_PY, REPO, VENVS, BenchConfig, peer_python
 from bench.prepare import v2_body
 from nbserve.testing import free_port
@@ -333,7 +333,8 @@ def build_targets(cfg: BenchConfig, manifest: dict, notes: list[str],
                          "the 2-worker row is missing.")
     if compute is not None:
         names = {**names, "d": compute["name"]}
-        model = [f"--model_name={compute['name']}", f"--model_base_path={compute['base']}"]
+        model = [f"--model_name={compute['name']}", f"--model_base_path={compute['base']}",
+                 *compute_bound.SERVER_THREADING]
         for suffix, label, front_end in (
                 ("", "", []),
                 ("-grpcio", " --grpc_front_end=grpcio", ["--grpc_front_end=grpcio"])):
