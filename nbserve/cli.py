@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from nbserve.errors import ServingError
 from nbserve.options import GRPC_FRONT_ENDS, REST_FRONT_ENDS, ModelConfig, ServerOptions
+from nbserve.runtime import EVENT_LOOPS
 
 if TYPE_CHECKING:
     from nbserve.workers import WorkerRole
@@ -43,14 +44,6 @@ def _bool(text: str) -> bool:
     if lowered in ("0", "false", "no", "f", "n"):
         return False
     raise ValueError(f"expected true or false, got {text!r}")
-
-
-def _event_loop(text: str) -> str:
-    from nbserve.runtime import EVENT_LOOPS
-
-    if text not in EVENT_LOOPS:
-        raise ValueError(f"expected one of {', '.join(EVENT_LOOPS)}")
-    return text
 
 
 def _one_of(choices: tuple[str, ...]) -> Callable[[str], str]:
@@ -129,7 +122,7 @@ IMPLEMENTED: tuple[Flag, ...] = (
     Flag("grpc_inline_threshold_us", float, 1000.0,
          "nbserve: gRPC calls to a model that recently took less run on the IO thread (0: never;"
          " --grpc_front_end=h2)"),
-    Flag("event_loop", _event_loop, "auto",
+    Flag("event_loop", _one_of(EVENT_LOOPS), "auto",
          "nbserve: the IO loop: auto (uvloop where installed), uvloop or asyncio"),
     # issue 14: TFLite
     Flag("prefer_tflite_model", _bool, False,
