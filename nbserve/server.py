@@ -195,6 +195,7 @@ class Server(Endpoints):
                             self.options.reuse_port).close()
             self._claim_grpc_socket()
             grpc_on = self.options.grpc_port is not None or self._grpc_socket is not None
+            self._check_front_ends(grpc_on)
             self._io.start()
             if grpc_on:  # its protos import TensorFlow: before the
                 import nbserve.transport.grpc_api  # noqa: F401  loads do (a racing import fails)
@@ -222,6 +223,19 @@ class Server(Endpoints):
                  self.grpc_target or "off")
         return self
 
+    def _check_front_ends(self, grpc_on: bool) -> None:
+        """A ServerStartError for a front end name (of a transport that will start) that is not
+        one of ``options.GRPC_FRONT_ENDS`` / ``REST_FRONT_ENDS``."""
+        from nbserve.options import GRPC_FRONT_ENDS, REST_FRONT_ENDS
+
+        for field, on, choices in (
+                ("grpc_front_end", grpc_on, GRPC_FRONT_ENDS),
+                ("rest_front_end", self.options.rest_api_port is not None, REST_FRONT_ENDS)):
+            value = getattr(self.options, field)
+            if on and value not in choices:
+                raise ServerStartError(f"{field} must be one of {', '.join(choices)}, "
+                                       f"not {value!r}")
+
     def _start_transports(self, grpc_on: bool) -> None:
         """gRPC, then REST, on the IO loop. Each start runs to its end once begun: a kernel
         interrupt in the middle would leave a listener on the loop that ``_shutdown`` never
@@ -241,12 +255,6 @@ class Server(Endpoints):
     async def _start_rest(self, sock: socket.socket) -> None:
         from aiohttp import web
 
-        from nbserve.options import REST_FRONT_ENDS
-
-        if self.options.rest_front_end not in REST_FRONT_ENDS:
-            sock.close()
-            raise ServerStartError(f"rest_front_end must be one of {', '.join(REST_FRONT_ENDS)}, "
-                                   f"not {self.options.rest_front_end!r}")
         from nbserve.transport.rest_api import OpenConnections, RestApi
 
         extra = {}
@@ -292,11 +300,6 @@ class Server(Endpoints):
             raise ServerStartError(str(exc)) from None
 
     async def _start_grpc(self, port: int | None) -> int:
-        from nbserve.options import GRPC_FRONT_ENDS
-
-        if self.options.grpc_front_end not in GRPC_FRONT_ENDS:
-            raise ServerStartError(f"grpc_front_end must be one of {', '.join(GRPC_FRONT_ENDS)}, "
-                                   f"not {self.options.grpc_front_end!r}")
         if self.options.grpc_front_end == "h2":
             return await self._start_h2_grpc(port)
         from nbserve.transport.grpc_api import start_grpc_server

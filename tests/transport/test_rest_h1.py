@@ -355,3 +355,14 @@ def test_asyncios_own_loop_serves_and_hands_off_the_same(tfs_testdata, start_ser
         for _ in range(5):
             status, _, body, _ = replies.next()
             assert (status, json.loads(body)) == (200, {"predictions": [2.5, 3.0, 4.5]})
+
+
+@pytest.mark.parametrize("field", ["rest_front_end", "grpc_front_end"])
+def test_an_unknown_front_end_is_a_clear_start_error(field):
+    from nbserve.options import ServerOptions
+    from nbserve.server import Server, ServerStartError
+
+    server = Server(ServerOptions(rest_api_port=0, grpc_port=0, **{field: "nope"}))
+    with pytest.raises(ServerStartError, match=f"{field} must be one of .*, not 'nope'"):
+        server.start()
+    assert not server.running
