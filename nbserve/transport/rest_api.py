@@ -119,10 +119,7 @@ class RestApi:
             else:
                 answer = self.v1_reply(request.method, raw_path, body)
                 reply = answer if isinstance(answer, Reply) else await answer
-        headers = dict(CORS_HEADERS) if self._cors else {}
-        headers.update(reply.headers)
-        return web.Response(status=reply.status, body=reply.body, content_type=JSON,
-                            headers=headers or None)
+        return self._json(reply.status, reply.body, reply.headers)
 
     def denied(self, authorization: str | None) -> Reply | None:
         """The 401 reply when a token is required and ``authorization`` (the header's value)
