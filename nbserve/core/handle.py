@@ -48,22 +48,6 @@ class HandleGate:
             handle._gate = self
         return handle
 
-    def try_acquire(self) -> bool:
-        """Count one handle the caller keeps track of itself (``release()`` it); False once
-        closed."""
-        with self._lock:
-            if self._closed:
-                return False
-            self._count += 1
-            return True
-
-    def release(self) -> None:
-        with self._lock:
-            self._count -= 1
-            last = self._count == 0 and self._closed
-        if last:  # after the count: an interrupt here delays the waiter, never fools it
-            self._notify()
-
     def _release_handle(self, handle: ServableHandle) -> None:
         with self._lock:
             if handle._gate is not self:
@@ -71,12 +55,9 @@ class HandleGate:
             handle._gate = None
             self._count -= 1
             last = self._count == 0 and self._closed
-        if last:
-            self._notify()
-
-    def _notify(self) -> None:
-        with self._cond:
-            self._cond.notify_all()
+        if last:  # after the count: an interrupt here delays the waiter, never fools it
+            with self._cond:
+                self._cond.notify_all()
 
     def close(self) -> None:
         """Refuse new handles from now on (existing ones stay valid until released)."""
@@ -122,7 +103,7 @@ class ServableHandle:
         self._gate: HandleGate | None = gate
 
     def release(self) -> None:
-        gate = self._gate
+        gate = getattr(self, "_gate", None)  # unset: interrupted in __init__, never counted
         if gate is not None:
             gate._release_handle(self)
 
@@ -137,9 +118,7 @@ class ServableHandle:
         self.release()
 
     def __del__(self) -> None:
-        gate = getattr(self, "_gate", None)  # unset: interrupted in __init__, never counted
-        if gate is not None:
-            gate._release_handle(self)
+        self.release()
 
     def __repr__(self) -> str:
         return f"ServableHandle({self.id}{', released' if self._gate is None else ''})"

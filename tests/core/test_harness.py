@@ -198,14 +198,15 @@ def test_unload_waits_for_outstanding_handles():
     rig = Rig(FakeLoader())
     rig.load()
     h = rig.harness
-    assert h.gate.try_acquire()
+    handle = h.gate.acquire(ID, h.servable)
+    assert handle is not None
     h.unload_requested()
     thread = threading.Thread(target=h.unload)
     thread.start()
     assert rig.monitor.wait_for_state(ID, M.UNLOADING, 5)
-    assert h.gate.closed and not h.gate.try_acquire()
+    assert h.gate.closed and h.gate.acquire(ID, h.servable) is None
     assert rig.loader.unload_calls == 0 and h.state is HarnessState.QUIESCING
-    h.gate.release()
+    handle.release()
     thread.join(5)
     assert rig.loader.unload_calls == 1 and rig.last.state is M.END
 
@@ -213,7 +214,8 @@ def test_unload_waits_for_outstanding_handles():
 def test_unload_with_quiesce_timeout_proceeds():
     rig = Rig(FakeLoader())
     rig.load()
-    assert rig.harness.gate.try_acquire()
+    handle = rig.harness.gate.acquire(ID, rig.harness.servable)
+    assert handle is not None
     rig.harness.unload_requested()
     rig.harness.unload(quiesce_timeout=0.01)
     assert rig.loader.unload_calls == 1 and rig.last.state is M.END
