@@ -6,6 +6,9 @@ publishing an exported version (a half-written folder), starting a transport on 
 listener the server never learns of, so never closes), stopping a server (ports, threads and
 loaded versions left behind). ``interrupts_deferred`` runs such a step to its end and raises the
 interrupt right after it, so the cell still stops, with everything consistent.
+
+A step that may wait long (a predict queued in the batcher) must stay interruptible instead;
+``frames_freed_on_interrupt`` makes what an interrupt cut short there let go at once.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import threading
+import traceback
 from collections.abc import Iterator
 from typing import Any
 
@@ -48,3 +52,19 @@ def interrupts_deferred() -> Iterator[None]:
         previous(signal.SIGINT, caught[0])
     elif previous == signal.SIG_DFL:  # the process would have ended: stop the caller at least
         raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def frames_freed_on_interrupt() -> Iterator[None]:
+    """A ``KeyboardInterrupt`` leaving the block first clears the local variables of the frames
+    it unwound, then goes on. An interrupt can land between taking a resource and the ``with``
+    or ``finally`` that would give it back (a ``ServableHandle`` between ``acquire`` and
+    ``__exit__``); the resource is then held only by those frames, which the traceback keeps
+    alive, and IPython keeps the last traceback: a handle never released, a version that never
+    unloads. Cleared, the frames drop it at once (its finaliser gives it back). The traceback
+    still names every line; only its variables are gone."""
+    try:
+        yield
+    except KeyboardInterrupt as interrupt:
+        traceback.clear_frames(interrupt.__traceback__)
+        raise

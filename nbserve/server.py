@@ -44,7 +44,7 @@ from nbserve.core.loader import LoaderFactory
 from nbserve.core.server_core import ServerCore
 from nbserve.endpoints import Endpoints
 from nbserve.errors import ServingError, StatusCode, not_found
-from nbserve.interrupts import interrupts_deferred
+from nbserve.interrupts import frames_freed_on_interrupt, interrupts_deferred
 from nbserve.metrics import ServingMetrics
 from nbserve.observed import ObservedService
 from nbserve.options import ServerOptions, core_options
@@ -739,8 +739,8 @@ class Server(Endpoints):
     def _servable_signatures(self, name: str, version: int | None) -> Mapping[str, Signature]:
         self._check_running()
         self._check_model(name)
-        with self.core.handle(name, version) as handle:
-            return dict(handle.servable.signatures)
+        with frames_freed_on_interrupt():  # clears _signatures_of's frame, which held a handle
+            return _signatures_of(self.core, name, version)
 
     def example_inputs(self, name: str, signature_name: str = "serving_default"
                        ) -> dict[str, Any]:
@@ -777,11 +777,13 @@ class Server(Endpoints):
         """
         self._check_running()
         spec = ModelSpec(name, version, label, signature_name or "")
-        try:
-            outputs: dict[str, np.ndarray] = self.service.predict(spec, PythonPredictCodec(inputs))
-            return outputs
-        except ServingError as err:
-            raise self._teach(err, spec, inputs) from None
+        with frames_freed_on_interrupt():  # an interrupt never leaves a handle held
+            try:
+                outputs: dict[str, np.ndarray] = self.service.predict(
+                    spec, PythonPredictCodec(inputs))
+                return outputs
+            except ServingError as err:
+                raise self._teach(err, spec, inputs) from None
 
     def _teach(self, err: ServingError, spec: ModelSpec, inputs: Any) -> ServingError:
         if isinstance(err, teaching.PredictError):
@@ -844,6 +846,12 @@ class Server(Endpoints):
     def stop_all(grace: float = 1.0) -> int:
         """Stop every running server of this process; returns how many were stopped."""
         return registry.stop_all(grace)
+
+
+def _signatures_of(core: ServerCore, name: str, version: int | None) -> dict[str, Signature]:
+    """The signatures of the version serving ``name`` (or ``version``), read under a handle."""
+    with core.handle(name, version) as handle:
+        return dict(handle.servable.signatures)
 
 
 def max_abs_diff(a: Any, b: Any) -> float:

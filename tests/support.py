@@ -8,14 +8,15 @@ from __future__ import annotations
 import pathlib
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from nbserve.testing import free_port
 
-__all__ = ["REPO", "FakeClock", "free_port", "wait_for"]
+__all__ = ["REPO", "FakeClock", "InterruptAt", "free_port", "wait_for"]
 
 T = TypeVar("T")
 REPO = pathlib.Path(__file__).resolve().parent.parent  # the repository root
@@ -72,3 +73,37 @@ def stop_process(proc: subprocess.Popen[str], reader: threading.Thread,
             proc.kill()
             proc.wait(30)
         reader.join(30)
+
+
+def _in_finalizer(frame: Any) -> bool:
+    while frame is not None:
+        if frame.f_code.co_name == "__del__":
+            return True
+        frame = frame.f_back
+    return False
+
+
+class InterruptAt:
+    """Raises KeyboardInterrupt at the ``n``-th signal check point of this thread inside the
+    block (profile events "call" and "c_return", where CPython runs signal handlers)."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.seen = 0
+        self.fired = False
+
+    def _profile(self, frame: Any, event: str, arg: Any) -> None:
+        if _in_finalizer(frame):
+            return  # Python ignores (prints) an exception raised in __del__: not simulated
+        if event in ("call", "c_return") and not self.fired:
+            self.seen += 1
+            if self.seen > self.n:
+                self.fired = True
+                raise KeyboardInterrupt
+
+    def __enter__(self) -> InterruptAt:
+        sys.setprofile(self._profile)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        sys.setprofile(None)

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import signal
 import socket
 import threading
 import time
+from typing import Any
 
 import pytest
 
 from nbserve.interrupts import interrupts_deferred
+from tests.support import InterruptAt
 
 
 def test_an_interrupt_waits_for_the_version_being_written():
@@ -108,3 +111,44 @@ def test_an_interrupt_while_transports_start_or_stop_leaves_nothing_running(
     for port in (server.rest_port, server.grpc_port):
         assert port is None or _port_is_free(port)
     assert _nbserve_threads() == []
+
+
+def _handles_held(server: Any, name: str) -> int:
+    (harness,) = server.core.manager._serving[name].latest_first
+    return int(harness.gate.count)
+
+
+def test_an_interrupt_anywhere_in_a_notebook_predict_leaves_no_handle_held():
+    """A kernel interrupt at any signal check point of ``srv.predict`` or ``srv.signature``, its
+    exception kept alive as IPython keeps the last traceback, with no garbage collection: no
+    handle stays held, so the version can still unload. Before, an interrupt at the entry of the
+    handle's ``__exit__`` left the handle held by the kept traceback's frames, and a newer version
+    never replaced the old one (found by a full run of tests/test_interrupts.py)."""
+    from nbserve.testing import start_test_server
+
+    server = start_test_server(port=0)
+    kept: list[BaseException] = []  # what IPython's sys.last_value would keep
+    calls = {"predict": lambda: server.predict("half_plus_two", [1.0, 2.0]),
+             "signature": lambda: server.signature("half_plus_two")}
+    gc.disable()
+    try:
+        for what, call in calls.items():
+            points = 0
+            for n in range(2000):
+                interrupt = InterruptAt(n)
+                try:
+                    with interrupt:
+                        call()
+                except KeyboardInterrupt as err:
+                    kept.append(err)
+                held = _handles_held(server, "half_plus_two")
+                assert held == 0, f"an interrupt at check point {n} of {what} left a handle held"
+                if not interrupt.fired:
+                    break
+                points += 1
+            else:
+                raise AssertionError(f"{what} never ran to its end")
+            assert points >= 20, points  # the check points were really visited
+    finally:
+        gc.enable()
+        server.stop()

@@ -7,48 +7,13 @@ already unlinked) leaked one count, and the version stayed UNLOADING."""
 from __future__ import annotations
 
 import gc
-import sys
 import threading
-from typing import Any
 
 from nbserve.core.handle import HandleGate
 from nbserve.core.ids import ServableId
+from tests.support import InterruptAt
 
 ID = ServableId("m", 1)
-
-
-def _in_finalizer(frame: Any) -> bool:
-    while frame is not None:
-        if frame.f_code.co_name == "__del__":
-            return True
-        frame = frame.f_back
-    return False
-
-
-class InterruptAt:
-    """Raises KeyboardInterrupt at the ``n``-th signal check point of this thread inside the
-    block (profile events "call" and "c_return", where CPython runs signal handlers)."""
-
-    def __init__(self, n: int) -> None:
-        self.n = n
-        self.seen = 0
-        self.fired = False
-
-    def _profile(self, frame: Any, event: str, arg: Any) -> None:
-        if _in_finalizer(frame):
-            return  # Python ignores (prints) an exception raised in __del__: not simulated
-        if event in ("call", "c_return") and not self.fired:
-            self.seen += 1
-            if self.seen > self.n:
-                self.fired = True
-                raise KeyboardInterrupt
-
-    def __enter__(self) -> InterruptAt:
-        sys.setprofile(self._profile)
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        sys.setprofile(None)
 
 
 def request(gate: HandleGate) -> None:
