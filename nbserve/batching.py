@@ -1,7 +1,5 @@
 """Dynamic batching: TF Serving's shared batch scheduler in front of ``Servable.run``.
 
-(A little over our ~500-line mark: the queue, its merging and its splitting are one scheduler.)
-
 ``BatchScheduler.run`` has ``ServingService``'s ``run_hook`` signature. Concurrent requests to the
 same *batch key* -- servable instance, signature, output filter, and per input alias its dtype
 and the shape of its non-batch dimensions (only the rank with ``pad_variable_length_inputs``) --
@@ -16,7 +14,9 @@ model; 0 means one per CPU) takes the oldest ready batch: a closed or full one, 
 ``batch_timeout_micros`` has passed since its first task (0: as soon as a batch thread is free).
 ``max_enqueued_batches`` bounds the batches (open + closed) per key; a task that needs one more is
 refused with ``UNAVAILABLE`` and TF Serving's text ``QUEUE_FULL_MESSAGE`` (HTTP 503). A request
-thread blocks on a pre-acquired lock (no thread, event or future object per request).
+thread in ``run`` blocks on a pre-acquired lock (no thread, event or future object per request).
+``submit`` queues the same way without blocking, for an event loop: its ``done`` callback gets the
+outputs or the error on the batch thread that ran the batch (so no request thread waits at all).
 
 Request validation, as ``BatchingSession`` words it (INVALID_ARGUMENT): no inputs, a 0-d input,
 inputs whose 0th dimensions differ, and a task larger than ``max_batch_size``
@@ -33,14 +33,15 @@ Deadlines: a request's ``timeout_ms`` makes a deadline. A request still queued w
 dropped and answers ``DEADLINE_EXCEEDED`` with TF's text ``QUEUED_TIMEOUT_MESSAGE`` (TF Serving
 answers RESOURCE_EXHAUSTED there; nbserve keeps the canonical code for a deadline). A running
 batch gets the latest deadline among its tasks (none if one has none) as its run timeout; a
-request whose deadline passes while its batch runs answers ``DEADLINE_EXCEEDED`` at once.
+request whose deadline passes while its batch runs answers ``DEADLINE_EXCEEDED`` at once (with
+``submit``: when its batch ends).
 
 Per-model settings: ``per_model`` maps a model name to its own BatchingOptions (batch size,
 timeout, queue bound, padding, splitting), looked up by the name in the request's ``ServableId``
 (the handle's). The thread pool is shared and sized by the default options, as TF Serving's.
 
 Thread-safety: every public method may be called from any thread. ``close()`` finishes the queued
-batches, then joins the batch threads; ``run`` after ``close`` answers UNAVAILABLE.
+batches, then joins the batch threads; ``run`` or ``submit`` after ``close`` answers UNAVAILABLE.
 """
 
 from __future__ import annotations
@@ -51,11 +52,12 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
+from nbserve.batch_tensors import check_outputs, merge_inputs, padded_batch_size, split_outputs
 from nbserve.core.ids import ServableId
 from nbserve.errors import ServingError, StatusCode, as_serving_error, invalid_argument
 from nbserve.options import BatchingOptions
@@ -73,6 +75,8 @@ log = logging.getLogger("nbserve.batching")
 
 # (id(servable), signature key, output filter, per input: (alias, dtype, rank or inner shape))
 BatchKey = tuple[int, str, tuple[str, ...] | None, tuple[tuple[str, str, Any], ...]]
+# ``submit``'s completion: (outputs, None) or (None, error), called once.
+Done = Callable[[dict[str, np.ndarray] | None, ServingError | None], None]
 
 
 # -- options ---------------------------------------------------------------------------------------
@@ -139,24 +143,67 @@ def batch_size(inputs: Mapping[str, np.ndarray]) -> int:
 # -- internal records ------------------------------------------------------------------------------
 
 class _Task:
-    """One request (or one piece of a split request). ``done`` is released when it ends."""
+    """One request (or one piece of a split request). When it ends, ``done`` is released (a
+    ``run`` task) or ``on_done`` is called with it (a ``submit`` task)."""
 
-    __slots__ = ("deadline", "done", "error", "inputs", "result", "size", "state")
+    __slots__ = ("deadline", "done", "error", "inputs", "on_done", "result", "size", "state")
 
-    def __init__(self, inputs: Mapping[str, np.ndarray], size: int, deadline: float | None) -> None:
+    def __init__(self, inputs: Mapping[str, np.ndarray], size: int, deadline: float | None,
+                 waited: bool = True) -> None:
         self.inputs = inputs
         self.size = size
         self.deadline = deadline
         self.state = _QUEUED
         self.result: dict[str, np.ndarray] | None = None
         self.error: ServingError | None = None
+        self.on_done: Callable[[_Task], None] | None = None
         self.done = threading.Lock()
-        self.done.acquire()
+        if waited:
+            self.done.acquire()
 
     def finish(self, result: dict[str, np.ndarray] | None, error: ServingError | None) -> None:
+        if self.on_done is None:
+            self.result, self.error = result, error
+            self.state = _DONE
+            self.done.release()
+            return
+        if error is None and self.deadline is not None and time.monotonic() > self.deadline:
+            result, error = None, ServingError(StatusCode.DEADLINE_EXCEEDED, RUN_TIMEOUT_MESSAGE)
         self.result, self.error = result, error
         self.state = _DONE
-        self.done.release()
+        try:
+            self.on_done(self)
+        except Exception:
+            log.exception("A batched request's completion failed")
+
+
+def _completion(done: Done) -> Callable[[list[_Task]], Callable[[_Task], None]]:
+    """For ``submit``: given a request's tasks (its pieces, in order), the callback each task
+    calls when it ends; ``done`` runs once, after the last, with the pieces' outputs
+    concatenated or the first error."""
+
+    def bind(tasks: list[_Task]) -> Callable[[_Task], None]:
+        if len(tasks) == 1:
+            return lambda task: done(task.result, task.error)
+        left = [len(tasks)]
+        lock = threading.Lock()
+
+        def piece_done(task: _Task) -> None:
+            with lock:
+                left[0] -= 1
+                if left[0]:
+                    return
+            error = next((t.error for t in tasks if t.error is not None), None)
+            if error is not None:
+                done(None, error)
+                return
+            results = [t.result for t in tasks]
+            done({alias: np.concatenate([r[alias] for r in results if r is not None])
+                  for alias in results[0] or {}}, None)
+
+        return piece_done
+
+    return bind
 
 
 class _Batch:
@@ -240,6 +287,27 @@ class BatchScheduler:
         Raises ServingError: INVALID_ARGUMENT (see the module doc), UNAVAILABLE (queue full or
         scheduler closed), DEADLINE_EXCEEDED, or whatever the batch's ``Servable.run`` raised.
         """
+        tasks = self._queue(servable_id, servable, signature, inputs, output_filter, timeout_ms,
+                            None)
+        results = [self._wait(task) for task in tasks]
+        if len(results) == 1:
+            return results[0]
+        return {alias: np.concatenate([r[alias] for r in results]) for alias in results[0]}
+
+    def submit(self, servable_id: ServableId, servable: Any, signature: Signature,
+               inputs: Mapping[str, Any], output_filter: Sequence[str] | None,
+               timeout_ms: int | None, done: Done) -> None:
+        """``run`` without waiting: queue the request and return at once. ``done(outputs,
+        None)`` or ``done(None, error)`` is called exactly once, later, on a batch thread (keep
+        it short: the next batch waits for it). Raises ServingError, as ``run`` does, for a
+        request refused before it is queued (invalid, queue full, scheduler closed)."""
+        self._queue(servable_id, servable, signature, inputs, output_filter, timeout_ms,
+                    _completion(done))
+
+    def _queue(self, servable_id: ServableId, servable: Any, signature: Signature,
+               inputs: Mapping[str, Any], output_filter: Sequence[str] | None,
+               timeout_ms: int | None,
+               bind: Callable[[list[_Task]], Callable[[_Task], None]] | None) -> list[_Task]:
         arrays = {alias: value if isinstance(value, np.ndarray) else np.asarray(value)
                   for alias, value in inputs.items()}
         size = batch_size(arrays)
@@ -254,12 +322,8 @@ class BatchScheduler:
                      for alias, array in sorted(arrays.items())))
         now = time.monotonic()
         deadline = now + timeout_ms / 1000 if timeout_ms is not None and timeout_ms > 0 else None
-        tasks = self._enqueue(key, servable, signature, outputs, options, arrays, size,
-                              deadline, now)
-        results = [self._wait(task) for task in tasks]
-        if len(results) == 1:
-            return results[0]
-        return {alias: np.concatenate([r[alias] for r in results]) for alias in results[0]}
+        return self._enqueue(key, servable, signature, outputs, options, arrays, size,
+                             deadline, now, bind)
 
     def options_for(self, model_name: str) -> BatchingOptions:
         """The options that apply to model ``model_name``."""
@@ -268,7 +332,8 @@ class BatchScheduler:
     def _enqueue(self, key: BatchKey, servable: Any, signature: Signature,
                  output_filter: tuple[str, ...] | None, options: BatchingOptions,
                  inputs: dict[str, np.ndarray], size: int, deadline: float | None,
-                 now: float) -> list[_Task]:
+                 now: float, bind: Callable[[list[_Task]], Callable[[_Task], None]] | None
+                 ) -> list[_Task]:
         with self._lock:
             if self._closed:
                 raise ServingError(StatusCode.UNAVAILABLE, CLOSED_MESSAGE)
@@ -293,7 +358,7 @@ class BatchScheduler:
                 part = inputs if len(pieces) == 1 else {
                     alias: array[offset:offset + piece] for alias, array in inputs.items()}
                 offset += piece
-                task = _Task(part, piece, deadline)
+                task = _Task(part, piece, deadline, waited=bind is None)
                 batch = queue.open
                 if batch is None or batch.size + piece > queue.limit:
                     if batch is not None:
@@ -304,6 +369,10 @@ class BatchScheduler:
                 batch.size += piece
                 tasks.append(task)
                 wake = wake or batch.size >= queue.limit
+            if bind is not None:  # before any batch thread can see them: the lock is held
+                on_done = bind(tasks)
+                for task in tasks:
+                    task.on_done = on_done
             if wake:
                 self._work.notify()
             return tasks
@@ -317,8 +386,8 @@ class BatchScheduler:
                 if state == _QUEUED:
                     task.state = _CANCELLED
             if state != _DONE:
-                raise ServingError(StatusCode.DEADLINE_EXCEEDED, QUEUED_TIMEOUT_MESSAGE
-                                   if state == _QUEUED else RUN_TIMEOUT_MESSAGE)
+                raise ServingError(StatusCode.DEADLINE_EXCEEDED, RUN_TIMEOUT_MESSAGE
+                                   if state == _RUNNING else QUEUED_TIMEOUT_MESSAGE)
         if task.error is not None:
             raise task.error
         assert task.result is not None
@@ -346,13 +415,17 @@ class BatchScheduler:
                         return
                     self._work.wait(wait)
                     self.wakeups += 1
-            queue, tasks = taken
+            queue, tasks, expired = taken
+            for task in expired:  # outside the lock: a submit task's callback runs here
+                task.finish(None, ServingError(StatusCode.DEADLINE_EXCEEDED,
+                                               QUEUED_TIMEOUT_MESSAGE))
             if tasks:
                 self._process(queue, tasks)
 
-    def _take(self) -> tuple[tuple[_Queue, list[_Task]] | None, float | None]:
-        """Under the lock: the oldest ready batch (removed from its queue) with its live tasks,
-        or None and how long until an open batch times out (None: nothing pending)."""
+    def _take(self) -> tuple[tuple[_Queue, list[_Task], list[_Task]] | None, float | None]:
+        """Under the lock: the oldest ready batch (removed from its queue) with its live tasks
+        and those whose deadline passed in the queue (to be finished outside the lock), or None
+        and how long until an open batch times out (None: nothing pending)."""
         now = time.monotonic()
         best: _Queue | None = None
         best_opened = math.inf
@@ -381,12 +454,13 @@ class BatchScheduler:
         if best.open is None and not best.closed:
             del self._queues[best.key]
         live = []
+        expired = []
         for task in batch.tasks:
             if task.state != _QUEUED:
                 continue
             if task.deadline is not None and task.deadline <= now:
-                task.finish(None, ServingError(StatusCode.DEADLINE_EXCEEDED,
-                                               QUEUED_TIMEOUT_MESSAGE))
+                task.state = _CANCELLED  # a waiting run() sees a queued timeout
+                expired.append(task)
                 continue
             task.state = _RUNNING
             live.append(task)
@@ -394,7 +468,7 @@ class BatchScheduler:
             self.batches += 1
             self.batched_tasks += len(live)
             self.batched_items += sum(task.size for task in live)
-        return (best, live), None
+        return (best, live, expired), None
 
     def _process(self, queue: _Queue, tasks: list[_Task]) -> None:
         """Run one batch outside the lock and hand every task its result or the error."""
@@ -464,7 +538,7 @@ def _plan(queue: _Queue, size: int) -> tuple[list[int], int]:
     return pieces, len(pieces) - (1 if room > 0 else 0)
 
 
-# -- merging and splitting (pure; run on a batch thread) ------------------------------------------
+# -- running a batch (on a batch thread; the tensor work is nbserve.batch_tensors) ---------------
 
 def run_batch(servable: Any, signature: Signature, output_filter: Sequence[str] | None,
               options: BatchingOptions, tasks: Sequence[_Task]) -> list[dict[str, np.ndarray]]:
@@ -490,67 +564,6 @@ def _run_timeout_ms(tasks: Sequence[_Task]) -> int | None:
         return None
     remaining = max(d for d in deadlines if d is not None) - time.monotonic()
     return max(1, math.ceil(remaining * 1000))
-
-
-def padded_batch_size(size: int, allowed_batch_sizes: Sequence[int]) -> int:
-    """The smallest allowed batch size >= ``size`` (``size`` itself when none is)."""
-    for allowed in allowed_batch_sizes:
-        if allowed >= size:
-            return allowed
-    return size
-
-
-def merge_inputs(inputs: Sequence[Mapping[str, np.ndarray]], padding: int = 0,
-                 pad_variable_length: bool = False) -> dict[str, np.ndarray]:
-    """Concatenate each alias along dimension 0; ``padding`` more rows repeat the first row;
-    with ``pad_variable_length`` ragged non-batch dimensions are padded first."""
-    merged = {}
-    for alias in inputs[0]:
-        arrays = [request[alias] for request in inputs]
-        if pad_variable_length:
-            arrays = pad_to_common_shape(arrays)
-        if padding and arrays[0].shape[0]:
-            arrays.append(np.repeat(arrays[0][:1], padding, axis=0))
-        merged[alias] = np.concatenate(arrays) if len(arrays) > 1 else arrays[0]
-    return merged
-
-
-def pad_to_common_shape(arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
-    """Pad every array's non-batch dimensions up to the largest among ``arrays`` (same rank),
-    with that array's own first element (TF Serving's ``PadTensor``)."""
-    target = tuple(max(sizes) for sizes in zip(*(a.shape[1:] for a in arrays), strict=True))
-    out = []
-    for array in arrays:
-        if array.shape[1:] == target:
-            out.append(array)
-            continue
-        widths = [(0, 0)] + [(0, t - s) for s, t in zip(array.shape[1:], target, strict=True)]
-        fill = array.flat[0] if array.size else (b"" if array.dtype == object else 0)
-        out.append(np.pad(array, widths, mode="constant", constant_values=fill))
-    return out
-
-
-def check_outputs(outputs: Mapping[str, np.ndarray], padded: int) -> None:
-    """Every output must be batched: at least 1-d with ``padded`` rows."""
-    for array in outputs.values():
-        if np.ndim(array) == 0:
-            raise invalid_argument("Batched output tensor has 0 dimensions")
-        if array.shape[0] != padded:
-            raise invalid_argument("Batched output tensor's 0th dimension does not equal the sum "
-                                   "of the 0th dimension sizes of the input tensors")
-
-
-def split_outputs(outputs: Mapping[str, np.ndarray], sizes: Sequence[int]
-                  ) -> list[dict[str, np.ndarray]]:
-    """Slice each output along dimension 0 into consecutive pieces of ``sizes`` (views);
-    rows past ``sum(sizes)`` (padding) are dropped."""
-    results: list[dict[str, np.ndarray]] = [{} for _ in sizes]
-    for alias, array in outputs.items():
-        offset = 0
-        for result, size in zip(results, sizes, strict=True):
-            result[alias] = array[offset:offset + size]
-            offset += size
-    return results
 
 
 # -- wiring ----------------------------------------------------------------------------------------

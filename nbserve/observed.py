@@ -39,6 +39,28 @@ class ObservedService(ServingService):
         return self._observed(ServingService.predict, spec, (witness, *args), kwargs,
                               lambda result: witness.servable_id)
 
+    def start_predict(self, spec: ModelSpec, codec: Any, done: Any,
+                      timeout_ms: int | None = None) -> None:
+        """``ServingService.start_predict``, observed like ``predict``: the traffic is recorded
+        and the native capture closed when ``done`` is called (on the batch thread)."""
+        witness = _Witness(codec)
+        capture = self._capture
+        started = time.perf_counter()
+
+        def observed(result: Any, error: Any) -> None:
+            capture.end()
+            if error is not None or witness.servable_id is not None:
+                self._record(spec, None if error is not None else witness.servable_id, started)
+            done(result, error)
+
+        capture.begin()
+        try:
+            ServingService.start_predict(self, spec, witness, observed, timeout_ms)
+        except BaseException:
+            capture.end()
+            self._record(spec, None, started)
+            raise
+
     def classify(self, spec: ModelSpec, *args: Any, **kwargs: Any) -> Any:
         return self._observed(ServingService.classify, spec, args, kwargs, _result_id)
 
@@ -54,16 +76,24 @@ class ObservedService(ServingService):
             result = call(self, spec, *args, **kwargs)
         except BaseException:
             capture.end()
-            version = self._named_version(spec)
-            if version is not None:
-                self.traffic.record(spec.name, version, time.perf_counter() - started, False)
+            self._record(spec, None, started)
             raise
         capture.end()
         servable_id = answered_by(result)
         if servable_id is not None:
-            self.traffic.record(spec.name, servable_id.version, time.perf_counter() - started,
-                                True)
+            self._record(spec, servable_id, started)
         return result
+
+    def _record(self, spec: ModelSpec, answered_by: ServableId | None, started: float) -> None:
+        """Count one request: answered by ``answered_by``, or (None) failed, for the version it
+        named."""
+        seconds = time.perf_counter() - started
+        if answered_by is not None:
+            self.traffic.record(spec.name, answered_by.version, seconds, True)
+            return
+        version = self._named_version(spec)
+        if version is not None:
+            self.traffic.record(spec.name, version, seconds, False)
 
     def _named_version(self, spec: ModelSpec) -> int | None:
         """The version a failed request was for: the one it named, its label's, or the latest

@@ -140,7 +140,8 @@ class Server(Endpoints):
         self.batcher = scheduler_for(options, self.core)  # None unless options.enable_batching
         self.service = ObservedService(self.core,
                                        run_hook=self.batcher.run if self.batcher else None,
-                                       hint=self._hint)
+                                       hint=self._hint,
+                                       submit_hook=self.batcher.submit if self.batcher else None)
         threads = options.rest_api_num_threads or 4 * (os.cpu_count() or 1)
         if self.batcher is not None and not options.rest_api_num_threads:
             # a batched request waits on its thread: fewer threads than a batch never fill it

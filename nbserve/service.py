@@ -11,6 +11,10 @@ the servable and its signature once and hands the signature to the codec, which 
 against it and encodes the outputs; the codec keeps its wire format's error order and texts.
 
 A ServableHandle is held only for the duration of one call (the version cannot unload under it).
+
+With batching on, ``start_predict`` is ``predict`` for an event loop: it decodes, queues the inputs
+on the batcher (``SubmitHook``) and returns; the encoded answer is handed to a callback from the
+batch thread, so a transport answers batched requests without a thread blocked per request.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import numpy as np
 from nbserve.core.events import ServableState
 from nbserve.core.ids import ServableId
 from nbserve.core.server_core import ServerCore
-from nbserve.errors import ServingError, StatusCode, invalid_argument
+from nbserve.errors import ServingError, StatusCode, as_serving_error, invalid_argument
 from nbserve.servables.signature import Servable, Signature
 
 DEFAULT_SIGNATURE = "serving_default"
@@ -36,6 +40,17 @@ RunHook = Callable[
     dict[str, np.ndarray]]
 """``(servable_id, servable, signature, inputs, output_filter, timeout_ms) -> outputs``: what
 runs a signature instead of ``servable.run`` (the batcher, ``BatchScheduler.run``)."""
+
+Outcome = Callable[[Any, ServingError | None], None]
+"""``(result, None)`` or ``(None, error)``: how a queued call ends (called once)."""
+
+SubmitHook = Callable[
+    [ServableId, Servable, Signature, Mapping[str, np.ndarray], Sequence[str] | None, int | None,
+     Callable[[dict[str, np.ndarray] | None, ServingError | None], None]],
+    None]
+"""``RunHook`` without waiting (``BatchScheduler.submit``): the last argument receives the
+outputs or the error, once, from the thread that ran them; raises ServingError for a call refused
+before it is queued."""
 
 
 class PredictCodec(Protocol[R_co]):
@@ -109,10 +124,17 @@ class ServingService:
     """The use cases over one ServerCore. Thread-safe; called from the predict pool."""
 
     def __init__(self, core: ServerCore, run_hook: RunHook | None = None,
-                 hint: Callable[[str], str | None] | None = None) -> None:
+                 hint: Callable[[str], str | None] | None = None,
+                 submit_hook: SubmitHook | None = None) -> None:
         self.core = core
         self._run_hook = run_hook  # the batcher, when batching is on
         self._hint = hint  # model name -> why it waits (the facade's diagnosis), for models()
+        self._submit_hook = submit_hook  # the batcher's non-blocking side
+
+    @property
+    def queues_predict(self) -> bool:
+        """True when ``start_predict`` can queue a predict without blocking (batching on)."""
+        return self._submit_hook is not None
 
     # -- inference ----------------------------------------------------------------------------
     def predict(self, spec: ModelSpec, codec: PredictCodec[R_co],
@@ -136,6 +158,41 @@ class ServingService:
                                        timeout_ms=timeout_ms)
             servable_id = handle.id
         return codec.encode(servable_id, signature, outputs)
+
+    def start_predict(self, spec: ModelSpec, codec: PredictCodec[R_co], done: Outcome,
+                      timeout_ms: int | None = None) -> None:
+        """``predict`` without waiting for the model (only when ``queues_predict``): resolve,
+        decode and queue on the calling thread, then return. ``done(response, None)`` or
+        ``done(None, error)`` is called once, from the batch thread, with what ``predict`` would
+        have returned or raised; the handle is held until the batch has run. Raises ServingError
+        for a request refused before it is queued (unknown model, bad inputs, queue full)."""
+        assert self._submit_hook is not None, "start_predict needs batching (queues_predict)"
+        spec.check()
+        handle = self.core.handle(spec.name, spec.version, spec.label)
+        try:
+            servable: Servable = handle.servable
+            signature = servable.signatures.get(spec.signature_key)
+            if signature is None:
+                raise codec.signature_not_found(spec.signature_key)
+            inputs = codec.decode(signature)
+
+            def ran(outputs: dict[str, np.ndarray] | None, error: ServingError | None) -> None:
+                handle.release()
+                if error is not None:
+                    done(None, error)
+                    return
+                try:
+                    response = codec.encode(handle.id, signature, outputs or {})
+                except Exception as exc:  # noqa: BLE001 - answered, as predict would raise it
+                    done(None, as_serving_error(exc))
+                    return
+                done(response, None)
+
+            self._submit_hook(handle.id, servable, signature, inputs, codec.output_filter,
+                              timeout_ms, ran)
+        except BaseException:
+            handle.release()
+            raise
 
     def classify(self, spec: ModelSpec, examples: Sequence[bytes]) -> ClassifyResult:
         from nbserve.servables.inference import run_classify

@@ -4,19 +4,20 @@ one REST end-to-end run on TF Serving's matrix_half_plus_two test model."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import pytest
 
+from nbserve.batch_tensors import merge_inputs, pad_to_common_shape
 from nbserve.batching import (
     MAX_REQUEST_THREADS,
     QUEUE_FULL_MESSAGE,
     QUEUED_TIMEOUT_MESSAGE,
+    RUN_TIMEOUT_MESSAGE,
     BatchScheduler,
-    merge_inputs,
-    pad_to_common_shape,
     request_threads,
     scheduler_for,
 )
@@ -294,6 +295,147 @@ def test_large_batch_splitting_runs_pieces_and_joins_outputs(make_scheduler):
     np.testing.assert_array_equal(out["y"], x * 2 + 1)
     with pytest.raises(ServingError, match="Task size 9 is larger than maximum input batch size 8"):
         scheduler.run(ID, servable, SIG, {"x": rows(0, 9)})
+
+
+# -- submit: queued without a waiting thread ------------------------------------------------------
+
+class Outcomes:
+    """``submit``'s ``done`` callbacks: what each got, and on which thread."""
+
+    def __init__(self) -> None:
+        self.got: dict[int, tuple[Any, Any]] = {}
+        self.threads: set[str] = set()
+        self._all = threading.Condition()
+
+    def done(self, index: int) -> Callable[[Any, Any], None]:
+        def record(outputs: Any, error: Any) -> None:
+            with self._all:
+                assert index not in self.got, "done called twice"
+                self.got[index] = (outputs, error)
+                self.threads.add(threading.current_thread().name)
+                self._all.notify_all()
+
+        return record
+
+    def wait(self, count: int) -> dict[int, tuple[Any, Any]]:
+        with self._all:
+            assert self._all.wait_for(lambda: len(self.got) >= count, 10), self.got
+        return self.got
+
+
+def test_submit_returns_at_once_and_answers_each_request_from_the_batch_thread(make_scheduler):
+    servable = FakeServable()
+    scheduler = make_scheduler(BatchingOptions(max_batch_size=6, batch_timeout_micros=LONG,
+                                               num_batch_threads=1, thread_pool_name="sub"))
+    outcomes = Outcomes()
+    requests = [rows(100 * i, size) for i, size in enumerate((1, 2, 3))]
+    for i, x in enumerate(requests):
+        scheduler.submit(ID, servable, SIG, {"x": x}, None, None, outcomes.done(i))
+    got = outcomes.wait(3)
+    assert servable.sizes == [6]  # one batch, filled by requests no thread waited for
+    for i, x in enumerate(requests):
+        outputs, error = got[i]
+        assert error is None
+        np.testing.assert_array_equal(outputs["y"], x * 2 + 1)
+    assert outcomes.threads == {"nbserve-sub-0"}
+
+
+def test_submit_and_run_share_batches(make_scheduler):
+    servable = FakeServable()
+    scheduler = make_scheduler(BatchingOptions(max_batch_size=2, batch_timeout_micros=LONG,
+                                               num_batch_threads=1))
+    outcomes = Outcomes()
+    scheduler.submit(ID, servable, SIG, {"x": rows(0, 1)}, None, None, outcomes.done(0))
+    out = scheduler.run(ID, servable, SIG, {"x": rows(5, 1)})  # fills the batch
+    np.testing.assert_array_equal(out["y"], rows(5, 1) * 2 + 1)
+    np.testing.assert_array_equal(outcomes.wait(1)[0][0]["y"], rows(0, 1) * 2 + 1)
+    assert servable.sizes == [2]
+
+
+def test_submit_refuses_at_once_what_run_refuses(make_scheduler):
+    gate = threading.Event()
+    servable = FakeServable(gate=gate)
+    scheduler = make_scheduler(BatchingOptions(max_batch_size=2, max_enqueued_batches=1,
+                                               num_batch_threads=1))
+    outcomes = Outcomes()
+    with pytest.raises(ServingError, match="Task size 3 is larger than maximum input batch"):
+        scheduler.submit(ID, servable, SIG, {"x": rows(0, 3)}, None, None, outcomes.done(9))
+    scheduler.submit(ID, servable, SIG, {"x": rows(0, 1)}, None, None, outcomes.done(0))
+    assert servable.entered.wait(10)  # running, gated
+    scheduler.submit(ID, servable, SIG, {"x": rows(1, 2)}, None, None, outcomes.done(1))
+    with pytest.raises(ServingError) as err:  # the one allowed batch is full
+        scheduler.submit(ID, servable, SIG, {"x": rows(3, 1)}, None, None, outcomes.done(2))
+    assert err.value == ServingError(StatusCode.UNAVAILABLE, QUEUE_FULL_MESSAGE)
+    gate.set()
+    got = outcomes.wait(2)
+    assert sorted(got) == [0, 1] and all(error is None for _, error in got.values())
+    scheduler.close()
+    with pytest.raises(ServingError) as err:
+        scheduler.submit(ID, servable, SIG, {"x": rows(0, 1)}, None, None, outcomes.done(3))
+    assert err.value.code == StatusCode.UNAVAILABLE
+    assert sorted(got) == [0, 1]  # refused requests never call done
+
+
+def test_submit_deadlines_and_failures_come_through_done(make_scheduler):
+    gate = threading.Event()
+    servable = FakeServable(gate=gate)
+    scheduler = make_scheduler(BatchingOptions(num_batch_threads=1))
+    outcomes = Outcomes()
+    scheduler.submit(ID, servable, SIG, {"x": rows(0, 1)}, None, 100, outcomes.done(0))
+    assert servable.entered.wait(10)
+    scheduler.submit(ID, servable, SIG, {"x": rows(1, 1)}, None, 30, outcomes.done(1))
+    time.sleep(0.2)  # both deadlines pass: one while running, one in the queue
+    gate.set()
+    got = outcomes.wait(2)
+    assert got[0] == (None, ServingError(StatusCode.DEADLINE_EXCEEDED, RUN_TIMEOUT_MESSAGE))
+    assert got[1] == (None, ServingError(StatusCode.DEADLINE_EXCEEDED, QUEUED_TIMEOUT_MESSAGE))
+    assert servable.sizes == [1]  # the expired one never ran
+
+    def boom(inputs: dict) -> dict:
+        raise ServingError(StatusCode.INTERNAL, "boom")
+
+    failing = FakeServable(fn=boom)
+    scheduler.submit(ID, failing, SIG, {"x": rows(0, 1)}, None, None, outcomes.done(2))
+    assert outcomes.wait(3)[2] == (None, ServingError(StatusCode.INTERNAL, "boom"))
+
+
+def test_a_failing_done_callback_leaves_the_rest_of_its_batch_answered(make_scheduler, caplog):
+    servable = FakeServable()
+    scheduler = make_scheduler(BatchingOptions(max_batch_size=2, batch_timeout_micros=LONG,
+                                               num_batch_threads=1))
+    outcomes = Outcomes()
+
+    def broken(outputs: Any, error: Any) -> None:
+        raise RuntimeError("a transport's bug")
+
+    scheduler.submit(ID, servable, SIG, {"x": rows(0, 1)}, None, None, broken)
+    scheduler.submit(ID, servable, SIG, {"x": rows(1, 1)}, None, None, outcomes.done(0))
+    assert outcomes.wait(1)[0][1] is None
+    assert "completion failed" in caplog.text
+    out = scheduler.run(ID, servable, SIG, {"x": rows(2, 2)})  # the batch thread lives on
+    np.testing.assert_array_equal(out["y"], rows(2, 2) * 2 + 1)
+
+
+def test_submit_joins_a_split_request_once(make_scheduler):
+    servable = FakeServable()
+    scheduler = make_scheduler(BatchingOptions(
+        max_batch_size=8, enable_large_batch_splitting=True, max_execution_batch_size=3,
+        num_batch_threads=2))
+    outcomes = Outcomes()
+    x = rows(0, 7)
+    scheduler.submit(ID, servable, SIG, {"x": x}, None, None, outcomes.done(0))
+    outputs, error = outcomes.wait(1)[0]
+    assert error is None and sorted(servable.sizes) == [1, 3, 3]
+    np.testing.assert_array_equal(outputs["y"], x * 2 + 1)
+
+    def fail_small(inputs: dict) -> dict:
+        if len(inputs["x"]) == 1:
+            raise ServingError(StatusCode.INTERNAL, "one piece failed")
+        return {"y": inputs["x"] * 2 + 1}
+
+    scheduler.submit(ID, FakeServable(fn=fail_small), SIG, {"x": x}, None, None,
+                     outcomes.done(1))
+    assert outcomes.wait(2)[1] == (None, ServingError(StatusCode.INTERNAL, "one piece failed"))
 
 
 # -- options, per-model settings, lifetime -------------------------------------------------------

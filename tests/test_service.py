@@ -3,8 +3,7 @@ encode); the batcher gets the handle's ServableId. A stub core and a counting se
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -51,10 +50,21 @@ class Servable:
 
 
 class Handle:
+    """A ``ServableHandle``: ``release()`` or the end of ``with`` lets it go."""
+
     def __init__(self, servable: Servable) -> None:
         self.id = ServableId("m", 3)
         self.servable = servable
         self.released = False
+
+    def release(self) -> None:
+        self.released = True
+
+    def __enter__(self) -> Handle:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.release()
 
 
 class Core:
@@ -64,18 +74,14 @@ class Core:
         self.servable = Servable()
         self.handles: list[Handle] = []
 
-    @contextlib.contextmanager
     def handle(self, name: str, version: int | None = None,
-               label: str | None = None) -> Iterator[Handle]:
+               label: str | None = None) -> Handle:
         if name != "m":
             raise ServingError(StatusCode.NOT_FOUND, f"Servable not found for request: "
                                                      f"Latest({name})")
         handle = Handle(self.servable)
         self.handles.append(handle)
-        try:
-            yield handle
-        finally:
-            handle.released = True
+        return handle
 
 
 class RecordingCodec:
@@ -163,3 +169,69 @@ def test_python_codec_errors_read_as_grpc():
     with pytest.raises(ServingError) as err:
         PythonPredictCodec([1.0]).decode(two)
     assert err.value.message.startswith("inputs is a plain value/list, but expecting an object")
+
+
+class Queue:
+    """A ``SubmitHook`` that keeps what it is given until ``run_all``."""
+
+    def __init__(self) -> None:
+        self.queued: list[tuple[Any, ...]] = []
+
+    def __call__(self, servable_id: ServableId, servable: Any, signature: Signature,
+                 inputs: Mapping[str, np.ndarray], output_filter: Sequence[str] | None,
+                 timeout_ms: int | None, done: Callable[..., None]) -> None:
+        self.queued.append((servable, signature, inputs, output_filter, timeout_ms, done))
+
+    def run_all(self, error: ServingError | None = None) -> None:
+        for servable, signature, inputs, output_filter, timeout_ms, done in self.queued:
+            if error is not None:
+                done(None, error)
+            else:
+                done(servable.run(signature, inputs, output_filter, timeout_ms), None)
+        self.queued.clear()
+
+
+def test_start_predict_holds_the_handle_until_the_batch_has_run():
+    core = Core()
+    queue = Queue()
+    service = ServingService(core, submit_hook=queue)  # type: ignore[arg-type]
+    assert service.queues_predict and not ServingService(core).queues_predict  # type: ignore[arg-type]
+    codec = RecordingCodec(core)
+    outcomes: list[Any] = []
+    service.start_predict(ModelSpec("m"), codec, lambda *outcome: outcomes.append(outcome),
+                          timeout_ms=70)
+    assert outcomes == [] and codec.calls == ["decode"]  # queued: nothing answered yet
+    assert not core.handles[-1].released  # the version cannot unload under a queued request
+    assert queue.queued[0][3:5] == (("y",), 70)
+    queue.run_all()
+    assert outcomes == [((ServableId("m", 3), [2.0, 4.0]), None)]  # what predict returns
+    assert codec.calls == ["decode", "encode"] and core.handles[-1].released
+
+    codec = RecordingCodec(core)
+    service.start_predict(ModelSpec("m"), codec, lambda *outcome: outcomes.append(outcome))
+    failed = ServingError(StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded")
+    queue.run_all(failed)
+    assert outcomes[-1] == (None, failed) and codec.calls == ["decode"]
+    assert core.handles[-1].released
+
+
+def test_start_predict_raises_what_is_refused_before_it_is_queued():
+    core = Core()
+    queue = Queue()
+    service = ServingService(core, submit_hook=queue)  # type: ignore[arg-type]
+    outcomes: list[Any] = []
+    with pytest.raises(ServingError) as err:
+        service.start_predict(ModelSpec("x"), RecordingCodec(core), outcomes.append)
+    assert err.value.code == StatusCode.NOT_FOUND
+    codec = RecordingCodec(core)
+    with pytest.raises(ServingError, match="no nope"):
+        service.start_predict(ModelSpec("m", signature_name="nope"), codec, outcomes.append)
+    assert core.handles[-1].released and codec.calls == ["signature_not_found"]
+
+    def full(*args: Any) -> None:
+        raise ServingError(StatusCode.UNAVAILABLE, "full")
+
+    with pytest.raises(ServingError, match="full"):
+        ServingService(core, submit_hook=full).start_predict(  # type: ignore[arg-type]
+            ModelSpec("m"), RecordingCodec(core), outcomes.append)
+    assert core.handles[-1].released and outcomes == [] and queue.queued == []

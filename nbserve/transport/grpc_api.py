@@ -47,7 +47,7 @@ from tensorflow_serving.apis import (
 from nbserve.codec.input_proto import serialized_examples
 from nbserve.codec.proto_predict import ProtoPredictCodec, fill_model_spec
 from nbserve.errors import ServingError, StatusCode, as_serving_error, internal, invalid_argument
-from nbserve.service import ModelSpec, ServingService
+from nbserve.service import ModelSpec, Outcome, ServingService
 from nbserve.transport.admission import InflightLimit
 from nbserve.transport.auth import grpc_auth_interceptor
 from nbserve.transport.status_map import grpc_status
@@ -109,6 +109,12 @@ def fill_classification(result: Any, classes: Any, scores: Any) -> None:
                 cls.score = float(scores[i][j])
 
 
+def _timeout_ms(context: Any) -> int | None:
+    """The call's deadline as a run timeout in ms (None: no deadline)."""
+    remaining = context.time_remaining()
+    return int(remaining * 1000) if remaining and remaining < NO_DEADLINE_SECONDS else None
+
+
 def fill_regression(result: Any, values: Any) -> None:
     for value in values.reshape(-1):
         result.regressions.add().value = float(value)
@@ -127,11 +133,17 @@ class PredictionServicer:
 
     def Predict(self, request: Any, context: grpc.ServicerContext) -> Any:
         spec = spec_from_proto(request)
-        remaining = context.time_remaining()
-        timeout_ms = (int(remaining * 1000) if remaining and remaining < NO_DEADLINE_SECONDS
-                      else None)
         codec = ProtoPredictCodec(request, predict_pb2.PredictResponse, self._tensor_content)
-        return self.service.predict(spec, codec, timeout_ms=timeout_ms)
+        return self.service.predict(spec, codec, timeout_ms=_timeout_ms(context))
+
+    def start_predict(self, request: Any, context: Any, done: Outcome) -> None:
+        """``Predict`` without blocking, for an event loop, when the service queues predicts
+        (``service.queues_predict``: batching on). ``done(response message, None)`` or
+        ``done(None, error)`` comes later, from the batch thread; raises ServingError for a
+        request refused at once."""
+        spec = spec_from_proto(request)
+        codec = ProtoPredictCodec(request, predict_pb2.PredictResponse, self._tensor_content)
+        self.service.start_predict(spec, codec, done, timeout_ms=_timeout_ms(context))
 
     def Classify(self, request: Any, context: grpc.ServicerContext) -> Any:
         spec = spec_from_proto(request)

@@ -4,8 +4,11 @@ grpcio's Python server spends most of a small call in its own machinery (a compl
 thread, a hand-off to a pool thread, condition waits: a grpcio echo server reaches about a third
 of an aiohttp echo's rate here). This front end speaks HTTP/2 and gRPC's framing directly on the
 server's IO loop, and runs each call there (``transport.inline``'s policy: a model whose recent
-calls were cheap) or on the predict pool, as REST does. Same servicers, messages, status codes
-and texts as ``grpc_api`` (the ``grpcio`` front end); stock gRPC clients work unchanged.
+calls were cheap) or on the predict pool, as REST does. With batching on, a Predict of at most
+``QUEUED_MAX_BYTES`` is parsed, decoded and queued on the batcher from the loop, and answered
+from the batch thread's callback: no pool thread waits for its batch. Same servicers, messages,
+status codes and texts as ``grpc_api`` (the ``grpcio`` front end); stock gRPC clients work
+unchanged.
 
 What it serves: the unary methods of ``tensorflow.serving.PredictionService`` and
 ``ModelService`` on this fast path; and, through ``grpc_h2_handlers``, grpcio's own handlers of
@@ -41,7 +44,7 @@ import zlib
 from collections.abc import Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import hpack
 from google.protobuf.message import DecodeError
@@ -88,6 +91,9 @@ MAX_FRAME = 16384  # the frame size we accept (SETTINGS_MAX_FRAME_SIZE's default
 MAX_STREAMS = 1024  # SETTINGS_MAX_CONCURRENT_STREAMS we announce
 MAX_HEADER_BLOCK = 64 * 1024  # a longer header block ends the connection (ENHANCE_YOUR_CALM)
 STREAM_THREADS = 8  # grpcio handler calls (health Watch, reflection, profiler) at once
+# A batched Predict up to this size is parsed and decoded on the loop (tens of microseconds for
+# tensor_content); a larger one is parsed on a pool thread that then waits for its batch.
+QUEUED_MAX_BYTES = 1 << 20
 _FRAME = struct.Struct(">BHBBI")  # length (24 bits as 8 + 16), type, flags, stream id
 _SETTING = struct.Struct(">HI")
 _ERROR_CODE = struct.Struct(">I")
@@ -159,22 +165,32 @@ class _Context:
         return None if self._deadline is None else max(0.0, self._deadline - time.monotonic())
 
 
+_B = TypeVar("_B", bytes, memoryview)
+Buffer = bytes | memoryview  # a request message: a view of the bytes read, or bytes
+
+# (response bytes, None) or (None, error): how a queued call ends, from the batch thread.
+Answer = Callable[[bytes | None, ServingError | None], None]
+
+
 @dataclass(frozen=True)
 class _Method:
     """One unary method: its API name, request parser (ServingError INTERNAL when the bytes do
-    not parse), the call (parsed request, context) -> response bytes, and whether it is an
-    inference API (metrics, and the inline policy)."""
+    not parse), the call (parsed request, context) -> response bytes, whether it is an
+    inference API (metrics, and the inline policy), and for a Predict that the batcher queues
+    the non-blocking start (parsed request, context, answer); raises ServingError when refused
+    at once."""
 
     api: str
-    parse: Callable[[bytes], Any]
+    parse: Callable[[Buffer], Any]
     call: Callable[[Any, _Context], bytes]
     observed: bool
+    start: Callable[[Any, _Context, Answer], None] | None = None
 
 
-def _parser(request_type: type[Any]) -> Callable[[bytes], Any]:
+def _parser(request_type: type[Any]) -> Callable[[Buffer], Any]:
     parse = request_type.FromString
 
-    def parse_or_internal(data: bytes) -> Any:
+    def parse_or_internal(data: Buffer) -> Any:
         try:
             return parse(data)
         except DecodeError:
@@ -189,6 +205,27 @@ def _servicer_method(api: str, method: Method, request_type: type[Any]) -> _Meth
         return response
 
     return _Method(api, _parser(request_type), call, api in OBSERVED_APIS)
+
+
+def _queued_predict(method: _Method, servicer: PredictionServicer) -> _Method:
+    """``method`` (Predict) with the start of a queued call: the response message is
+    serialized on the batch thread that ran it."""
+
+    def start(request: Any, context: _Context, answer: Answer) -> None:
+        def done(response: Any, error: ServingError | None) -> None:
+            if error is not None:
+                answer(None, error)
+                return
+            try:
+                data: bytes = response.SerializeToString()
+            except Exception as exc:  # noqa: BLE001 - answered, never lost
+                answer(None, as_serving_error(exc))
+                return
+            answer(data, None)
+
+        servicer.start_predict(request, context, done)
+
+    return _Method(method.api, method.parse, method.call, method.observed, start)
 
 
 @dataclass
@@ -217,7 +254,7 @@ class _Stream:
 
     def __init__(self, send_window: int) -> None:
         self.headers: list[tuple[str, str]] = []
-        self.body: list[bytes] = []
+        self.body: list[Buffer] = []
         self.body_bytes = 0
         self.send_window = send_window
         self.pending = b""  # response bytes waiting for flow-control window
@@ -226,7 +263,7 @@ class _Stream:
         self.trailers: bytes | None = None  # the status, sent once ``pending`` is out
         self.context: HandlerContext | None = None  # a grpcio handler's call
         self.feed: RequestStream | None = None  # its request stream (client streaming)
-        self.parse: Callable[[bytes], Any] | None = None  # its request deserializer
+        self.parse: Callable[[Buffer], Any] | None = None  # its request deserializer
 
 
 class H2Connection(asyncio.Protocol):
@@ -269,9 +306,15 @@ class H2Connection(asyncio.Protocol):
         self._transport = None
 
     def data_received(self, data: bytes) -> None:
-        self._buffer += data
+        if self._buffer:  # a frame began in an earlier read: one copy joins the two
+            data = bytes(self._buffer) + data
+            self._buffer.clear()
+        elif type(data) is not bytes:
+            data = bytes(data)
         try:
-            self._read_frames()
+            consumed = self._read_frames(data)
+            if consumed < len(data) and self._transport is not None:
+                self._buffer += memoryview(data)[consumed:]
         except _ConnectionError as err:
             self._fail(err.code, str(err))
         except Exception:  # never the server: this connection ends, the rest goes on
@@ -279,18 +322,20 @@ class H2Connection(asyncio.Protocol):
             self._fail(INTERNAL_ERROR, "internal error")
 
     # -- reading -------------------------------------------------------------------------------
-    def _read_frames(self) -> None:
-        buffer = self._buffer
+    def _read_frames(self, buffer: bytes) -> int:
+        """Handle every complete frame in ``buffer``; returns the bytes consumed. A DATA frame's
+        payload is a view of ``buffer`` (immutable: no copy until the message is joined)."""
+        start = 0
         if not self._preface:
             if len(buffer) < len(PREFACE):
-                if not PREFACE.startswith(bytes(buffer)):
+                if not PREFACE.startswith(buffer):
                     raise _ConnectionError(PROTOCOL_ERROR, "not an HTTP/2 connection preface")
-                return
-            if buffer[:len(PREFACE)] != PREFACE:
+                return 0
+            if not buffer.startswith(PREFACE):
                 raise _ConnectionError(PROTOCOL_ERROR, "not an HTTP/2 connection preface")
-            del buffer[:len(PREFACE)]
+            start = len(PREFACE)
             self._preface = True
-        start = 0
+        view = memoryview(buffer)
         end = len(buffer)
         while end - start >= 9 and self._transport is not None:
             high, low, kind, flags, stream_id = _FRAME.unpack_from(buffer, start)
@@ -299,12 +344,14 @@ class H2Connection(asyncio.Protocol):
                 raise _ConnectionError(FRAME_SIZE_ERROR, "frame over SETTINGS_MAX_FRAME_SIZE")
             if end - start - 9 < size:
                 break
-            payload = bytes(buffer[start + 9:start + 9 + size])
+            payload = view[start + 9:start + 9 + size]
             start += 9 + size
-            self._frame(kind, flags, stream_id & MAX_WINDOW, payload)
-        del buffer[:start]
+            self._frame(kind, flags, stream_id & MAX_WINDOW,
+                        payload if kind == DATA else payload.tobytes())
+        return start
 
-    def _frame(self, kind: int, flags: int, stream_id: int, payload: bytes) -> None:
+    def _frame(self, kind: int, flags: int, stream_id: int, payload: Any) -> None:
+        """One frame; ``payload`` is bytes, or for DATA a memoryview."""
         if self._continuation is not None and kind != CONTINUATION:
             raise _ConnectionError(PROTOCOL_ERROR, "expected CONTINUATION")
         if kind == DATA:
@@ -436,7 +483,7 @@ class H2Connection(asyncio.Protocol):
             self._indexed.clear()
         return headers
 
-    def _data(self, flags: int, stream_id: int, payload: bytes) -> None:
+    def _data(self, flags: int, stream_id: int, payload: memoryview) -> None:
         if stream_id == 0:
             raise _ConnectionError(PROTOCOL_ERROR, "DATA on stream 0")
         self._received += len(payload)
@@ -497,7 +544,7 @@ class H2Connection(asyncio.Protocol):
             return
         try:
             request = handler.request_deserializer(message) \
-                if handler.request_deserializer else message
+                if handler.request_deserializer else bytes(message)
         except DecodeError:  # grpcio's answer to a request it cannot deserialize
             self._finish(stream_id, StatusCode.INTERNAL, "Failed to parse the request")
             return
@@ -579,7 +626,8 @@ class H2Connection(asyncio.Protocol):
             stream.done = True
             stream.feed.close()
 
-    def _call(self, stream_id: int, method: _Method, message: bytes, context: _Context) -> None:
+    def _call(self, stream_id: int, method: _Method, message: Buffer,
+              context: _Context) -> None:
         calls = self._calls
         try:
             calls.limiter.acquire()
@@ -587,6 +635,9 @@ class H2Connection(asyncio.Protocol):
             self._finish(stream_id, err.code, err.message)
             return
         started = time.perf_counter()
+        if method.start is not None and len(message) <= QUEUED_MAX_BYTES:
+            self._start_queued(stream_id, method, message, context, started)
+            return
         policy = calls.inline if method.observed else None
         request = _inline_request(policy, method.parse, message)
         if request is not None:
@@ -597,6 +648,35 @@ class H2Connection(asyncio.Protocol):
                                             policy)
         future.add_done_callback(
             lambda done: self._answer(stream_id, method, started, done.result()))
+
+    def _start_queued(self, stream_id: int, method: _Method, message: Buffer,
+                      context: _Context,
+                      started: float) -> None:
+        """A Predict the batcher queues: parsed, decoded and queued here; the batch thread's
+        answer comes back to this loop. Refused at once: answered at once."""
+        assert method.start is not None
+        loop = self._calls.loop
+        model = ""
+
+        def answer(response: bytes | None, error: ServingError | None) -> None:
+            try:
+                loop.call_soon_threadsafe(self._answer, stream_id, method, started,
+                                          (response, error, model))
+            except RuntimeError:  # the loop is closed: the server stopped, the client is gone
+                pass
+
+        try:
+            request = method.parse(message)
+            model = str(request.model_spec.name)
+            method.start(request, context, answer)
+        except ServingError as err:
+            self._answer(stream_id, method, started, (None, err, model))
+            return
+        except Exception as exc:  # never UNKNOWN with a traceback to the client, never a crash
+            log.exception("gRPC %s failed", method.api)
+            self._answer(stream_id, method, started, (None, as_serving_error(exc), model))
+            return
+        self._running.add(stream_id)
 
     def _answer(self, stream_id: int, method: _Method, started: float,
                 outcome: tuple[bytes | None, ServingError | None, str]) -> None:
@@ -807,7 +887,7 @@ class _ConnectionError(Exception):
         self.code = code
 
 
-def _unpad(flags: int, payload: bytes) -> bytes:
+def _unpad(flags: int, payload: _B) -> _B:
     if not flags & PADDED:
         return payload
     if not payload or payload[0] >= len(payload):
@@ -815,8 +895,9 @@ def _unpad(flags: int, payload: bytes) -> bytes:
     return payload[1:len(payload) - payload[0]]
 
 
-def _message(body: bytes, encoding: str, max_bytes: int) -> bytes:
-    """The one gRPC message of a unary request body (length-prefixed, maybe compressed)."""
+def _message(body: bytes, encoding: str, max_bytes: int) -> Buffer:
+    """The one gRPC message of a unary request body (length-prefixed, maybe compressed); a view
+    of ``body`` when not compressed."""
     if len(body) < 5:
         raise internal("Missing request message")
     compressed, size = _MESSAGE_PREFIX.unpack_from(body)
@@ -825,7 +906,7 @@ def _message(body: bytes, encoding: str, max_bytes: int) -> bytes:
     if size > max_bytes:
         raise ServingError(StatusCode.RESOURCE_EXHAUSTED,
                            f"Received message larger than max ({size} vs. {max_bytes})")
-    message = body[5:]
+    message = memoryview(body)[5:]
     if not compressed:
         return message
     try:
@@ -839,8 +920,8 @@ def _message(body: bytes, encoding: str, max_bytes: int) -> bytes:
                        f"Compression algorithm '{encoding}' is not supported")
 
 
-def _inline_request(policy: InlinePolicy | None, parse: Callable[[bytes], Any],
-                    message: bytes) -> Any:
+def _inline_request(policy: InlinePolicy | None, parse: Callable[[Buffer], Any],
+                    message: Buffer) -> Any:
     """The parsed request when its call may run on the loop (``policy`` allows its model at
     this size), else None (the pool parses it, and reports one that does not parse)."""
     if policy is None or not policy.allows_size(len(message)):
@@ -859,7 +940,7 @@ def _run(method: _Method, request: Any, context: _Context, policy: InlinePolicy 
     started = time.perf_counter()
     model = ""
     try:
-        if type(request) is bytes:
+        if isinstance(request, (bytes, memoryview)):
             request = method.parse(request)
         if method.observed:
             model = str(request.model_spec.name)
@@ -924,11 +1005,15 @@ async def start_h2_grpc_server(service: ServingService, executor: Executor,
     ``grpc_api.start_grpc_server``; ``open_health``: the health check needs no token."""
     loop = asyncio.get_running_loop()
     methods: dict[str, _Method] = {}
+    prediction = PredictionServicer(service)
     for service_name, servicer_methods in (
-            (PREDICTION_SERVICE, PredictionServicer(service).methods()),
+            (PREDICTION_SERVICE, prediction.methods()),
             (MODEL_SERVICE, ModelServicer(service, reload).methods())):
         for name, (method, request_type) in servicer_methods.items():
             methods[f"/{service_name}/{name}"] = _servicer_method(name, method, request_type)
+    if service.queues_predict:
+        predict = f"/{PREDICTION_SERVICE}/Predict"
+        methods[predict] = _queued_predict(methods[predict], prediction)
     registry, health_servicer = _grpcio_handlers(profiler)
     calls = _Calls(methods, executor, limiter or InflightLimit(0), observer,
                    InlinePolicy(inline_threshold_us / 1e6), max_message_bytes, auth_token,

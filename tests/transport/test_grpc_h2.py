@@ -342,3 +342,42 @@ def test_reflection_is_served_as_a_bidirectional_stream(h2_server):
     names = {s.name for s in replies[0].list_services_response.service}
     assert {"tensorflow.serving.PredictionService", "grpc.health.v1.Health"} <= names
     assert replies[1].file_descriptor_response.file_descriptor_proto
+
+
+def test_batched_predicts_are_queued_from_the_loop_and_answered_by_the_batch_thread(h2_server):
+    """With batching on, a Predict is parsed, decoded and queued on the IO loop and answered
+    from the batch thread's callback: a batch fills beyond the predict pool's threads (one here;
+    waiting on pool threads, this batch of four could never fill), errors keep their words, and
+    the traffic and metrics count every call."""
+    import grpc
+    from tensorflow_serving.apis import prediction_service_pb2_grpc
+
+    from nbserve.options import BatchingOptions
+
+    runs: list[tuple[str, int]] = []
+
+    def record(signature, inputs):
+        runs.append((threading.current_thread().name, len(inputs["x"])))
+        return {"y": np.asarray(inputs["x"], np.float32) / 2 + 2}
+
+    srv = h2_server(FakeServable(fn=record), enable_batching=True, rest_api_num_threads=1,
+                    batching=BatchingOptions(max_batch_size=4, batch_timeout_micros=30_000_000,
+                                             num_batch_threads=1, thread_pool_name="h2b"))
+    requests = [predict_pb2.PredictRequest.FromString(request_bytes([float(i)]))
+                for i in range(4)]
+    with grpc.insecure_channel(srv.grpc_target) as channel:
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        calls = [stub.Predict.future(request, timeout=20) for request in requests]
+        answers = [call.result() for call in calls]
+        bad = predict_pb2.PredictRequest.FromString(request_bytes([1.0]))
+        bad.model_spec.signature_name = "nope"
+        with pytest.raises(grpc.RpcError) as refused:  # refused before it is queued
+            stub.Predict(bad, timeout=20)
+    for i, answer in enumerate(answers):
+        assert from_tensor_proto(answer.outputs["y"]).tolist() == [i / 2 + 2]
+        assert answer.model_spec.name == "m" and answer.model_spec.version.value == 1
+    assert runs == [("nbserve-h2b-0", 4)]
+    assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert refused.value.details() == 'Serving signature key "nope" not found.'
+    (traffic,) = srv.traffic("m")
+    assert (traffic.requests, traffic.errors) == (5, 1)
