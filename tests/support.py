@@ -85,16 +85,24 @@ def _in_finalizer(frame: Any) -> bool:
 
 class InterruptAt:
     """Raises KeyboardInterrupt at the ``n``-th signal check point of this thread inside the
-    block (profile events "call" and "c_return", where CPython runs signal handlers)."""
+    block (profile events "call" and "c_return", where CPython runs signal handlers).
 
-    def __init__(self, n: int) -> None:
+    ``only_in``: count only check points in frames of files under these folders (default: all).
+    The standard library's own locks are not interrupt-safe (an interrupt just after
+    ``Condition.__enter__`` took its lock leaks it: CPython's known hazard), so a test of
+    nbserve's code limits the interrupts to nbserve's frames."""
+
+    def __init__(self, n: int, only_in: tuple[str, ...] = ()) -> None:
         self.n = n
+        self.only_in = only_in
         self.seen = 0
         self.fired = False
 
     def _profile(self, frame: Any, event: str, arg: Any) -> None:
         if _in_finalizer(frame):
             return  # Python ignores (prints) an exception raised in __del__: not simulated
+        if self.only_in and not frame.f_code.co_filename.startswith(self.only_in):
+            return
         if event in ("call", "c_return") and not self.fired:
             self.seen += 1
             if self.seen > self.n:

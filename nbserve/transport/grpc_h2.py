@@ -307,7 +307,7 @@ class H2Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         if self._buffer:  # a frame began in an earlier read: one copy joins the two
-            data = bytes(self._buffer) + data
+            data = b"".join((self._buffer, data))
             self._buffer.clear()
         elif type(data) is not bytes:
             data = bytes(data)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import socket
 import struct
 import threading
+import time
 import zlib
 
 import hpack
@@ -381,3 +382,39 @@ def test_batched_predicts_are_queued_from_the_loop_and_answered_by_the_batch_thr
     assert refused.value.details() == 'Serving signature key "nope" not found.'
     (traffic,) = srv.traffic("m")
     assert (traffic.requests, traffic.errors) == (5, 1)
+
+
+@pytest.mark.parametrize("piece", [1, 7, 9, 4096, 16393, 40000])
+def test_a_call_split_across_reads_anywhere_is_read_whole(h2_server, piece):
+    """The bytes of a call arrive in pieces of any size (mid-preface, mid-frame-header,
+    mid-payload, several frames at once): the request is the one sent, DATA payloads (kept as
+    views of what was read) included, and the next call on the connection works."""
+    srv = h2_server()
+    values = np.arange(9000, dtype=np.float32)  # 36 KB: three DATA frames, one padded
+    message = grpc_message(request_bytes(values))
+    encoder = hpack.Encoder()
+    block = encoder.encode([(":method", "POST"), (":scheme", "http"), (":path", PREDICT),
+                            (":authority", "x"), ("content-type", "application/grpc")])
+    padded = bytes([3]) + message[16000:32000] + b"\0\0\0"
+    conversation = (PREFACE + frame(SETTINGS, 0, 0) + frame(HEADERS, END_HEADERS, 1, block)
+                    + frame(DATA, 0, 1, message[:16000]) + frame(DATA, 0x8, 1, padded)
+                    + frame(DATA, END_STREAM, 1, message[32000:]))
+    sock = socket.create_connection(("127.0.0.1", srv.grpc_port), timeout=10)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    client = RawClient.__new__(RawClient)
+    client.sock, client.decoder, client.buffer = sock, hpack.Decoder(), b""
+    try:
+        for start in range(0, len(conversation), piece):
+            sock.sendall(conversation[start:start + piece])
+            if piece > 1 or start % 997 == 0:
+                time.sleep(0.002)  # each piece its own read, most of the time
+        fields, data = client.answer(1)
+        assert fields["grpc-status"] == "0"
+        response = predict_pb2.PredictResponse.FromString(data[5:])
+        np.testing.assert_array_equal(from_tensor_proto(response.outputs["y"]), values / 2 + 2)
+        client.encoder = encoder
+        client.call(3, grpc_message(request_bytes([2.0])))
+        fields, data = client.answer(3)
+        assert fields["grpc-status"] == "0"
+    finally:
+        sock.close()
