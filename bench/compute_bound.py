@@ -242,8 +242,9 @@ def start_server(base_path: str, batching_config: str | None = None,
         cmd += ["--enable_batching", f"--batching_parameters_file={batching_config}"]
     env = dict(os.environ, PYTHONPATH=pythonpath or str(REPO), TF_CPP_MIN_LOG_LEVEL="2")
     log = tempfile.NamedTemporaryFile("wb", prefix="nbserve-cb-", suffix=".log", delete=False)
-    server = Server(subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env),
-                    grpc_port, log.name)
+    # ``python -m`` puts the working folder first on sys.path: run in the checkout to measure
+    server = Server(subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                     cwd=pythonpath or str(REPO)), grpc_port, log.name)
     log.close()
     try:
         _wait_first_answer(server, timeout)
