@@ -592,6 +592,47 @@ def test_rest_batching_pads_and_answers_503_when_full(tfs_testdata, start_server
     np.testing.assert_allclose(replies["big"][1]["predictions"], np.array(big) * 0.5 + 2)
 
 
+@pytest.mark.parametrize("front_end", ["h1", "aiohttp"])
+def test_rest_batched_predicts_wait_on_no_pool_thread(start_server, tmp_path, front_end):
+    """With batching on, a small REST predict body is decoded on the IO loop and queued there:
+    four concurrent requests form one batch on a server whose predict pool has one thread
+    (waiting on pool threads, that batch could never fill); refusals keep their words."""
+    from nbserve import testing
+    from tests.transport.rest_client import call
+
+    runs: list[int] = []
+
+    def record(signature, inputs):
+        runs.append(len(inputs["x"]))
+        return {"y": np.asarray(inputs["x"], np.float32) / 2 + 2}
+
+    testing.fake_version_dirs(str(tmp_path), [1])
+    servable = testing.FakeServable(fn=record)
+    srv = start_server([ModelConfig("m", str(tmp_path))], rest_front_end=front_end,
+                       loader_factory=lambda sid, path: testing.FakeLoader(servable),
+                       enable_batching=True, rest_api_num_threads=1,
+                       batching=BatchingOptions(max_batch_size=4, batch_timeout_micros=LONG,
+                                                num_batch_threads=1))
+    srv.wait_until_available("m")
+    replies: list[Any] = [None] * 4
+
+    def predict(i: int) -> None:
+        replies[i] = call(srv.rest_port, "POST", "/v1/models/m:predict", {"instances": [i]})
+
+    clients = [threading.Thread(target=predict, args=(i,)) for i in range(4)]
+    for client in clients:
+        client.start()
+    for client in clients:
+        client.join(30)
+    assert [(r.status, r.json()) for r in replies] == [
+        (200, {"predictions": [i / 2 + 2]}) for i in range(4)]
+    assert runs == [4]
+    refused = call(srv.rest_port, "POST", "/v1/models/m:predict",
+                   {"signature_name": "nope", "instances": [1.0]})
+    assert refused.status == 400
+    assert refused.json() == {"error": 'Serving signature name: "nope" not found in signature def'}
+
+
 # -- bench/compute_bound.py (the pure parts; the load run itself is a benchmark, not a test) -------
 
 H2LOAD_OUTPUT = """finished in 2.50s, 400.00 req/s, 41.60KB/s

@@ -1,4 +1,6 @@
-"""Blocking work off the event loop: the predict pool hand-off REST uses (gRPC runs on the pool)."""
+"""Blocking work off the event loop: the predict pool hand-off REST uses (gRPC runs on the pool),
+and settling a loop's future from another thread (``resolve``/``reject`` via
+``call_soon_threadsafe``)."""
 
 from __future__ import annotations
 
@@ -21,19 +23,21 @@ def run_in_pool(executor: Executor, fn: Callable[..., T], *args: Any) -> asyncio
         try:
             result = fn(*args)
         except BaseException as exc:  # noqa: BLE001 - delivered to the awaiting coroutine
-            loop.call_soon_threadsafe(_fail, future, exc)
+            loop.call_soon_threadsafe(reject, future, exc)
         else:
-            loop.call_soon_threadsafe(_succeed, future, result)
+            loop.call_soon_threadsafe(resolve, future, result)
 
     executor.submit(work)
     return future
 
 
-def _succeed(future: asyncio.Future[T], result: T) -> None:
+def resolve(future: asyncio.Future[T], result: T) -> None:
+    """On the loop: ``future``'s result, unless it was cancelled meanwhile."""
     if not future.done():  # else cancelled meanwhile (timeout, client gone)
         future.set_result(result)
 
 
-def _fail(future: asyncio.Future[T], exc: BaseException) -> None:
+def reject(future: asyncio.Future[T], exc: BaseException) -> None:
+    """On the loop: ``future``'s exception, unless it was cancelled meanwhile."""
     if not future.done():  # else cancelled meanwhile (timeout, client gone)
         future.set_exception(exc)

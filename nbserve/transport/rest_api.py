@@ -36,7 +36,7 @@ from nbserve.service import ModelSpec, ServingService, state_entry
 from nbserve.transport.admission import InflightLimit
 from nbserve.transport.auth import check_authorization
 from nbserve.transport.inline import DEFAULT_THRESHOLD_US, InlinePolicy
-from nbserve.transport.offload import run_in_pool
+from nbserve.transport.offload import reject, resolve, run_in_pool
 from nbserve.transport.rest_urls import RestRoute, is_v1, parse_route
 from nbserve.transport.status_map import http_status
 
@@ -53,6 +53,9 @@ NOT_FOUND_HTML = ("<HTML><HEAD>\n<TITLE>404 Not Found</TITLE>\n</HEAD><BODY>\n<H
                   "</BODY></HTML>\n")
 
 INFERENCE = frozenset(("predict", "classify", "regress"))  # the routes that may run inline
+# With batching on, a predict body up to this size is decoded on the loop and queued from there
+# (as an inline call's body: decoding scales with it); a larger one waits on a pool thread.
+QUEUED_BODY_BYTES = 16 * 1024
 # (model name, api, status code, seconds): called after every /v1 request (metrics).
 RequestObserver = Callable[[str, str, StatusCode, float], None]
 
@@ -135,7 +138,9 @@ class RestApi:
         A call that may run inline (``transport.inline``) and every error found before the
         predict pool is needed are answered at once (a ``Reply``); anything else returns an
         awaitable of the reply, which must be awaited (it holds a slot of the in-flight limit
-        until it is done). Never raises: errors are ``{"error": msg}`` replies with the HTTP
+        until it is done). With batching on, a predict body of at most ``QUEUED_BODY_BYTES`` is
+        decoded on the loop and queued on the batcher: its awaitable waits on no pool thread.
+        Never raises: errors are ``{"error": msg}`` replies with the HTTP
         status of ``status_map``, and every request is reported to the observer."""
         started = time.perf_counter()
         try:
@@ -146,6 +151,10 @@ class RestApi:
         pooled = False
         try:
             route = parse_route(method, raw_path)
+            if route.kind == "predict" and self.service.queues_predict and \
+                    len(body) <= QUEUED_BODY_BYTES:
+                pooled = True
+                return self._queued(route, body, started)
             if route.kind in INFERENCE and self._inline.allows(route.name, len(body)):
                 payload = self._timed_route(route, body)
             else:
@@ -164,6 +173,33 @@ class RestApi:
         try:
             work = self._timed_route if route.kind in INFERENCE else self._route
             payload = await self._blocking(work, route, body)
+        except Exception as exc:  # noqa: BLE001 - every failure is an answer, never a crash
+            return self._error(route, exc, started)
+        finally:
+            self._limiter.release()
+        self._observe(route, StatusCode.OK, started)
+        return Reply(200, payload)
+
+    async def _queued(self, route: RestRoute, body: bytes, started: float) -> Reply:
+        """``v1_reply``'s batched predict: decoded here, on the loop, and queued; answered once
+        its batch ran, bounded by the REST timeout. Releases the in-flight slot when done."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[bytes] = loop.create_future()
+
+        def done(payload: Any, error: ServingError | None) -> None:  # on the batch thread
+            try:
+                if error is not None:
+                    loop.call_soon_threadsafe(reject, future, error)
+                else:
+                    loop.call_soon_threadsafe(resolve, future, payload)
+            except RuntimeError:  # the loop is closed: the server stopped
+                pass
+
+        try:
+            codec = JsonPredictCodec.from_body(body)
+            spec = ModelSpec(route.name, route.version, route.label, codec.signature_name)
+            self.service.start_predict(spec, codec, done, timeout_ms=self._timeout_ms)
+            payload = await self._bounded(future)
         except Exception as exc:  # noqa: BLE001 - every failure is an answer, never a crash
             return self._error(route, exc, started)
         finally:
@@ -224,7 +260,10 @@ class RestApi:
 
     async def _blocking(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn`` in the predict pool, bounded by the REST timeout."""
-        future = run_in_pool(self._executor, fn, *args)
+        return await self._bounded(run_in_pool(self._executor, fn, *args))
+
+    async def _bounded(self, future: asyncio.Future[T]) -> T:
+        """``future``'s result, or DEADLINE_EXCEEDED after the REST timeout."""
         try:
             if sys.version_info >= (3, 11):
                 async with asyncio.timeout(self._timeout_s):  # cheaper than wait_for: no task
