@@ -273,6 +273,7 @@ class H2Connection(asyncio.Protocol):
         self._calls = calls
         self._transport: Any = None
         self._buffer = bytearray()
+        self._viewed: list[_Stream] = []  # streams given a view of the read being handled
         self._preface = False
         self._decoder = hpack.Decoder(max_header_list_size=MAX_HEADER_BLOCK)
         self._indexed: dict[bytes, list[tuple[str, str]]] = {}  # all-indexed header blocks
@@ -320,6 +321,16 @@ class H2Connection(asyncio.Protocol):
         except Exception:  # never the server: this connection ends, the rest goes on
             log.exception("gRPC (h2) connection failed")
             self._fail(INTERNAL_ERROR, "internal error")
+        finally:
+            self._unpin()
+
+    def _unpin(self) -> None:
+        """Copy out the views a stream still holds once its read is handled: a small DATA frame
+        must not keep a whole read alive while its stream waits for more (a message done within
+        the read was joined already, without this copy)."""
+        for stream in self._viewed:
+            stream.body = [part if type(part) is bytes else bytes(part) for part in stream.body]
+        self._viewed.clear()
 
     # -- reading -------------------------------------------------------------------------------
     def _read_frames(self, buffer: bytes) -> int:
@@ -496,6 +507,7 @@ class H2Connection(asyncio.Protocol):
         data = _unpad(flags, payload)
         stream.body.append(data)
         stream.body_bytes += len(data)
+        self._viewed.append(stream)
         if stream.feed is not None:
             self._feed(stream_id, stream, bool(flags & END_STREAM))
             return

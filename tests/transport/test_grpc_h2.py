@@ -418,3 +418,47 @@ def test_a_call_split_across_reads_anywhere_is_read_whole(h2_server, piece):
         assert fields["grpc-status"] == "0"
     finally:
         sock.close()
+
+
+class _Transport:
+    """What H2Connection needs of an asyncio transport: it records what is written."""
+
+    def __init__(self) -> None:
+        self.written = b""
+
+    def write(self, data: bytes) -> None:
+        self.written += data
+
+    def get_extra_info(self, name: str, default=None):
+        return default
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_waiting_stream_keeps_no_view_of_a_read():
+    """DATA payloads are views of the bytes read, joined without a copy when the message ends in
+    the same read; a stream still waiting for more holds copies only, so one small frame cannot
+    keep a whole read (up to 256 KiB) alive."""
+    from nbserve.transport.admission import InflightLimit
+    from nbserve.transport.grpc_h2 import H2Connection, _Calls
+    from nbserve.transport.grpc_h2_handlers import HandlerRegistry
+    from nbserve.transport.inline import InlinePolicy
+
+    calls = _Calls({}, None, InflightLimit(0), None, InlinePolicy(0), 1 << 20, "", True,
+                   None, HandlerRegistry(), None)
+    connection = H2Connection(calls)
+    connection.connection_made(_Transport())
+    block = hpack.Encoder().encode([(":method", "POST"), (":scheme", "http"),
+                                    (":path", "/x.Y/Z"), (":authority", "x"),
+                                    ("content-type", "application/grpc")])
+    last = frame(DATA, END_STREAM, 1, b"")
+    read = (PREFACE + frame(SETTINGS, 0, 0) + frame(HEADERS, END_HEADERS, 1, block)
+            + frame(DATA, 0, 1, b"\0\0\0\0\x02ab") + frame(PING, 0, 0, b"p" * 8) + last[:4])
+    connection.data_received(read)
+    (stream,) = connection._streams.values()
+    assert stream.body == [b"\0\0\0\0\x02ab"]
+    assert all(type(part) is bytes for part in stream.body)  # copied out of the read
+    assert connection._buffer == last[:4]  # a frame header cut by the read waits for the rest
+    connection.data_received(last[4:])
+    assert connection._buffer == b"" and stream.done  # the call ended (here: UNIMPLEMENTED)
