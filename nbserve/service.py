@@ -121,7 +121,8 @@ class MetadataResult:
 
 
 class ServingService:
-    """The use cases over one ServerCore. Thread-safe; called from the predict pool."""
+    """The use cases over one ServerCore. Thread-safe; called from the predict pool, and
+    ``start_predict`` from a transport's IO loop."""
 
     def __init__(self, core: ServerCore, run_hook: RunHook | None = None,
                  hint: Callable[[str], str | None] | None = None,
