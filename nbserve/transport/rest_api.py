@@ -154,12 +154,13 @@ class RestApi:
             if route.kind == "predict" and self.service.queues_predict and \
                     len(body) <= QUEUED_BODY_BYTES:
                 pooled = True
-                return self._queued(route, body, started)
+                return self._answered(route, self._queued(route, body), started)
             if route.kind in INFERENCE and self._inline.allows(route.name, len(body)):
                 payload = self._timed_route(route, body)
             else:
                 pooled = True
-                return self._pooled(route, body, started)
+                work = self._timed_route if route.kind in INFERENCE else self._route
+                return self._answered(route, self._blocking(work, route, body), started)
         except Exception as exc:  # noqa: BLE001 - every failure is an answer, never a crash
             return self._error(route, exc, started)
         finally:
@@ -168,21 +169,22 @@ class RestApi:
         self._observe(route, StatusCode.OK, started)
         return Reply(200, payload)
 
-    async def _pooled(self, route: RestRoute, body: bytes, started: float) -> Reply:
-        """``v1_reply``'s call in the predict pool; releases the in-flight slot when done."""
+    async def _answered(self, route: RestRoute, payload: Awaitable[bytes],
+                        started: float) -> Reply:
+        """``v1_reply``'s reply once ``payload`` (a call in the predict pool, or a queued
+        predict) is ready, every failure an answer; releases the in-flight slot when done."""
         try:
-            work = self._timed_route if route.kind in INFERENCE else self._route
-            payload = await self._blocking(work, route, body)
+            body = await payload
         except Exception as exc:  # noqa: BLE001 - every failure is an answer, never a crash
             return self._error(route, exc, started)
         finally:
             self._limiter.release()
         self._observe(route, StatusCode.OK, started)
-        return Reply(200, payload)
+        return Reply(200, body)
 
-    async def _queued(self, route: RestRoute, body: bytes, started: float) -> Reply:
-        """``v1_reply``'s batched predict: decoded here, on the loop, and queued; answered once
-        its batch ran, bounded by the REST timeout. Releases the in-flight slot when done."""
+    async def _queued(self, route: RestRoute, body: bytes) -> bytes:
+        """A batched predict's response body: decoded here, on the loop, and queued; ready once
+        its batch ran, bounded by the REST timeout."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[bytes] = loop.create_future()
 
@@ -195,17 +197,10 @@ class RestApi:
             except RuntimeError:  # the loop is closed: the server stopped
                 pass
 
-        try:
-            codec = JsonPredictCodec.from_body(body)
-            spec = ModelSpec(route.name, route.version, route.label, codec.signature_name)
-            self.service.start_predict(spec, codec, done, timeout_ms=self._timeout_ms)
-            payload = await self._bounded(future)
-        except Exception as exc:  # noqa: BLE001 - every failure is an answer, never a crash
-            return self._error(route, exc, started)
-        finally:
-            self._limiter.release()
-        self._observe(route, StatusCode.OK, started)
-        return Reply(200, payload)
+        codec = JsonPredictCodec.from_body(body)
+        spec = ModelSpec(route.name, route.version, route.label, codec.signature_name)
+        self.service.start_predict(spec, codec, done, timeout_ms=self._timeout_ms)
+        return await self._bounded(future)
 
     def _error(self, route: RestRoute | None, exc: Exception, started: float) -> Reply:
         if not isinstance(exc, ServingError):  # a bug must never take the server down
