@@ -197,6 +197,7 @@ def test_best_round_and_goals():
     assert goals["(c) JSON encode vs orjson (codec micro-benchmark)"]["met"] is False
     batching = goals["(d) batching, 32 gRPC clients, vs the in-process limit"]
     assert batching["value"] == pytest.approx(0.85) and batching["met"] is True
+    assert "cnn96, single request 2.00 ms" in batching["detail"]
     workers = goals["(a) 2 workers vs 1, 32 REST conns"]
     assert workers["value"] == pytest.approx(9000 / 7000) and workers["met"] is False
     start = goals["start-up: `python -m nbserve` to first REST answer"]
@@ -219,6 +220,8 @@ def test_render_markdown_has_every_section():
     assert "1,500 !" in text  # a cell with failed requests is marked
     assert "**missed**" in text and "TODO (missing)" in text and "failed: no successful" in text
     assert "| nbserve-cb-batching-grpc | 850 | 0.85 |" in text
+    assert "one batch-1 call: 2.00 ms (goal 4's workload: a single request of at least 1 ms; " \
+        "this meets it)" in text
     assert "| nbserve-grpc | a | 8,000 | 0.250 | 28,500 / 0 |" in text
 
 
