@@ -208,12 +208,13 @@ class Server(Endpoints):
             with interrupts_deferred():  # a listener started on the loop is always recorded
                 self._start_transports(grpc_on)
             self._start_config_watch()
+            with interrupts_deferred():  # running and registered together: ``stop_all`` and a
+                self._state = "running"  # replacing ``serve`` find every server that runs
+                registry.register(self)
         except BaseException:
             with interrupts_deferred():
                 self._shutdown(grace=0)
             raise
-        self._state = "running"
-        registry.register(self)
         try:  # the JupyterLab sidebar's record; discovery never breaks serving
             from nbserve import discovery
 

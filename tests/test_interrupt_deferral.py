@@ -113,6 +113,32 @@ def test_an_interrupt_while_transports_start_or_stop_leaves_nothing_running(
     assert _nbserve_threads() == []
 
 
+@pytest.mark.tfs_testdata
+def test_an_interrupt_as_the_started_server_registers_stops_it(tfs_testdata, monkeypatch):
+    """A kernel interrupt that lands once everything has started, as the server registers
+    (simulated: ``registry.register`` raises at its entry, its first check point): ``start``
+    raises KeyboardInterrupt and the server is stopped (ports free, no thread left, not
+    registered). Before, that point lay after ``start``'s clean-up: the server kept its ports
+    and threads, but neither ``stop_all`` nor a replacing ``serve`` could see it."""
+    from nbserve import registry
+    from nbserve.options import ModelConfig, ServerOptions
+    from nbserve.server import Server
+
+    def interrupted(server):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(registry, "register", interrupted)
+    server = Server(ServerOptions(
+        models=(ModelConfig("m", str(tfs_testdata / "saved_model_half_plus_two_cpu")),),
+        rest_api_port=0, grpc_port=0))
+    with pytest.raises(KeyboardInterrupt):
+        server.start()
+    assert not server.running and server not in registry.running_servers()
+    for port in (server.rest_port, server.grpc_port):
+        assert port is not None and _port_is_free(port)
+    assert _nbserve_threads() == []
+
+
 # nbserve's own frames (the fakes of nbserve.testing excluded: their locks are the stdlib's)
 NBSERVE_CODE = tuple(str(path) for path in (REPO / "nbserve").iterdir()
                      if path.is_dir() or path.name not in ("testing.py",))
