@@ -54,4 +54,3 @@ def test_deploy_image_tags_agree():
     tags += re.findall(r"nbserve:(\d+\.\d+\.\d+)", kustomization)
     tags += re.findall(r"newTag: (\S+)", kustomization)
     assert tags and set(tags) == {nbserve.__version__}
-
