@@ -61,13 +61,24 @@ class ServingMetrics:
             ":tensorflow:serving:model_version_state", "nbserve: state of each model version "
             "(10 START, 20 LOADING, 30 AVAILABLE, 40 UNLOADING, 50 END).",
             ["model_name", "version"], registry=r)
+        # labels -> the labelled child: ``labels()`` costs more than the count itself, per request
+        self._counts: dict[tuple[str, str], Any] = {}
+        self._latencies: dict[tuple[str, str, str], Any] = {}
 
     def observe_request(self, model: str, api: str, code: StatusCode, seconds: float,
                         entrypoint: str) -> None:
         """Count every request; time successful ones (as TF Serving does)."""
-        self.request_count.labels(model, code.name).inc()
+        key = (model, code.name)
+        count = self._counts.get(key)
+        if count is None:  # two threads may both look it up: labels() gives both the same child
+            count = self._counts[key] = self.request_count.labels(*key)
+        count.inc()
         if code == StatusCode.OK:
-            self.request_latency.labels(model, api, entrypoint).observe(seconds * 1e6)
+            timed = (model, api, entrypoint)
+            latency = self._latencies.get(timed)
+            if latency is None:
+                latency = self._latencies[timed] = self.request_latency.labels(*timed)
+            latency.observe(seconds * 1e6)
 
     def observe_state(self, event: ServableState) -> None:
         """EventBus subscriber: per-version state and load latency."""
