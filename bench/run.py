@@ -11,7 +11,9 @@ MLServer, PyTriton and Ray Serve from their own venvs under ``.cache/bench-venvs
 missing is skipped with a note). Each server's answers are checked once with a real client (REST
 JSON; gRPC with grpc's own client, so the grpc-status is read), then for every (workload,
 concurrency) every target is measured once per round, rounds interleaved (A B C ... A B C ...):
-REST by ``wrk``, gRPC by ``h2load``, same settings for everyone. Optionally a py-spy profile of
+REST by ``wrk``, gRPC by ``h2load``, same settings for everyone; (d) last, after its limit is
+taken again with every server up (``limits_loaded``: the conditions its servers run in, beside
+the limit taken with none up before and after). Optionally a py-spy profile of
 nbserve under load. Writes ``bench/results.json``, ``bench/RESULTS.md`` and
 ``bench/results.png``. Every process it started is stopped at the end (by its process group id).
 """
@@ -221,7 +223,13 @@ def main() -> int:
         results["labels"] = {t.key: t.label for t in live}
         results["grpc_checked"] = {t.key: t.answer_bytes for t in live if t.kind == "grpc"}
         log("measuring: " + ", ".join(t.key for t in live))
-        measure_all(cfg, live, [*cfg.workloads, *(["d"] if compute else [])], results["runs"])
+        measure_all(cfg, live, list(cfg.workloads), results["runs"])
+        if compute:  # the limit as the (d) servers run: the other servers up (and idle) too
+            loaded = compute_workload(cfg, notes)
+            if loaded:
+                compute["limits_loaded"] = loaded["limits"]
+                log(f"compute-bound limit with the servers up: {loaded['limits']}")
+            measure_all(cfg, live, ["d"], results["runs"])
         if cfg.profile:
             by_key = {t.key: t for t in live}
             for key, workload, concurrency in (("nbserve-rest", "a", 32),

@@ -146,7 +146,7 @@ def synthetic_results() -> dict:
         "config": {"seconds": 3, "rounds": 2, "large_factor": 3, "concurrency": [1, 8, 32]},
         "runs": runs, "labels": {"nbserve-rest": "nbserve REST"}, "notes": ["a note"],
         "compute_bound": {"name": "cnn96", "limit": 1000.0, "limits": [1000.0],
-                          "single_ms": 2.0},
+                          "limits_loaded": [880.0, 900.0], "single_ms": 2.0},
         "grpc_checked": {"nbserve-grpc": {"a": 40}},
         "floor": {"servable": {"a": {"servable_run_ms": 0.01, "session_callable_ms": 0.007}},
                   "codec": {"array_shape": [8, 224, 224, 3], "body_bytes": 10_000_000,
@@ -198,6 +198,7 @@ def test_best_round_and_goals():
     batching = goals["(d) batching, 32 gRPC clients, vs the in-process limit"]
     assert batching["value"] == pytest.approx(0.85) and batching["met"] is True
     assert "cnn96, single request 2.00 ms" in batching["detail"]
+    assert "0.94x the limit taken with the other servers up, 900 items/s" in batching["detail"]
     workers = goals["(a) 2 workers vs 1, 32 REST conns"]
     assert workers["value"] == pytest.approx(9000 / 7000) and workers["met"] is False
     start = goals["start-up: `python -m nbserve` to first REST answer"]
@@ -222,6 +223,8 @@ def test_render_markdown_has_every_section():
     assert "| nbserve-cb-batching-grpc | 850 | 0.85 |" in text
     assert "one batch-1 call: 2.00 ms (goal 4's workload: a single request of at least 1 ms; " \
         "this meets it)" in text
+    assert "with every server of the run up (and idle, as they are while (d) runs): 900 " \
+        "items/s." in text
     assert "| nbserve-grpc | a | 8,000 | 0.250 | 28,500 / 0 |" in text
 
 
