@@ -17,6 +17,18 @@ from nbserve.interrupts import interrupts_deferred
 from tests.support import REPO, InterruptAt
 
 
+@pytest.fixture(autouse=True)
+def pythons_sigint_handler():
+    """These tests send SIGINT to this process and expect Python's own handler, the one a
+    kernel has. A process started in the background by a shell without job control (``make
+    test &`` in a script, ``nohup``) inherits SIGINT ignored, and Python then installs no
+    handler: an ignored interrupt is held back and stays ignored, as it should, and these tests
+    would fail for that reason alone."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 def test_an_interrupt_waits_for_the_version_being_written():
     done = []
     with pytest.raises(KeyboardInterrupt):
@@ -36,6 +48,16 @@ def test_an_interrupt_waits_for_the_version_being_written():
     elsewhere.start()
     elsewhere.join(10)
     assert done[-1] is signal.default_int_handler
+
+
+def test_an_ignored_interrupt_stays_ignored():
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a process started in the background
+    done = []
+    with interrupts_deferred():
+        os.kill(os.getpid(), signal.SIGINT)
+        done.append("ran")
+    assert done == ["ran"]  # and nothing raised
+    assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN
 
 
 def test_nested_blocks_raise_once_when_the_outer_one_ends():
