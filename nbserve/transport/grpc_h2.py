@@ -72,6 +72,7 @@ from nbserve.transport.grpc_h2_handlers import (
     run_handler,
 )
 from nbserve.transport.inline import InlinePolicy
+from nbserve.transport.offload import post_to_loop
 
 log = logging.getLogger("nbserve.grpc")
 
@@ -671,11 +672,7 @@ class H2Connection(asyncio.Protocol):
         model = ""
 
         def answer(response: bytes | None, error: ServingError | None) -> None:
-            try:
-                loop.call_soon_threadsafe(self._answer, stream_id, method, started,
-                                          (response, error, model))
-            except RuntimeError:  # the loop is closed: the server stopped, the client is gone
-                pass
+            post_to_loop(loop, self._answer, stream_id, method, started, (response, error, model))
 
         try:
             request = method.parse(message)

@@ -1,6 +1,6 @@
 """Blocking work off the event loop: the predict pool hand-off REST uses (gRPC runs on the pool),
-and settling a loop's future from another thread (``resolve``/``reject`` via
-``call_soon_threadsafe``)."""
+and handing results back to the loop from another thread (``post_to_loop``; a future settled
+there with ``resolve``/``reject``)."""
 
 from __future__ import annotations
 
@@ -23,12 +23,21 @@ def run_in_pool(executor: Executor, fn: Callable[..., T], *args: Any) -> asyncio
         try:
             result = fn(*args)
         except BaseException as exc:  # noqa: BLE001 - delivered to the awaiting coroutine
-            loop.call_soon_threadsafe(reject, future, exc)
+            post_to_loop(loop, reject, future, exc)
         else:
-            loop.call_soon_threadsafe(resolve, future, result)
+            post_to_loop(loop, resolve, future, result)
 
     executor.submit(work)
     return future
+
+
+def post_to_loop(loop: asyncio.AbstractEventLoop, fn: Callable[..., Any], *args: Any) -> None:
+    """From any thread: ``fn(*args)`` on ``loop`` soon (``call_soon_threadsafe``); nothing once
+    the loop is closed (the server stopped: no one waits for it any more)."""
+    try:
+        loop.call_soon_threadsafe(fn, *args)
+    except RuntimeError:  # the loop is closed
+        pass
 
 
 def resolve(future: asyncio.Future[T], result: T) -> None:

@@ -36,7 +36,7 @@ from nbserve.service import ModelSpec, ServingService, state_entry
 from nbserve.transport.admission import InflightLimit
 from nbserve.transport.auth import check_authorization
 from nbserve.transport.inline import DEFAULT_THRESHOLD_US, InlinePolicy
-from nbserve.transport.offload import reject, resolve, run_in_pool
+from nbserve.transport.offload import post_to_loop, reject, resolve, run_in_pool
 from nbserve.transport.rest_urls import RestRoute, is_v1, parse_route
 from nbserve.transport.status_map import http_status
 
@@ -189,13 +189,10 @@ class RestApi:
         future: asyncio.Future[bytes] = loop.create_future()
 
         def done(payload: Any, error: ServingError | None) -> None:  # on the batch thread
-            try:
-                if error is not None:
-                    loop.call_soon_threadsafe(reject, future, error)
-                else:
-                    loop.call_soon_threadsafe(resolve, future, payload)
-            except RuntimeError:  # the loop is closed: the server stopped
-                pass
+            if error is not None:
+                post_to_loop(loop, reject, future, error)
+            else:
+                post_to_loop(loop, resolve, future, payload)
 
         codec = JsonPredictCodec.from_body(body)
         spec = ModelSpec(route.name, route.version, route.label, codec.signature_name)
