@@ -274,7 +274,7 @@ class H2Connection(asyncio.Protocol):
         self._calls = calls
         self._transport: Any = None
         self._buffer = bytearray()
-        self._viewed: list[_Stream] = []  # streams given a view of the read being handled
+        self._viewed: set[_Stream] = set()  # streams given a view of the read being handled
         self._preface = False
         self._decoder = hpack.Decoder(max_header_list_size=MAX_HEADER_BLOCK)
         self._indexed: dict[bytes, list[tuple[str, str]]] = {}  # all-indexed header blocks
@@ -508,7 +508,7 @@ class H2Connection(asyncio.Protocol):
         data = _unpad(flags, payload)
         stream.body.append(data)
         stream.body_bytes += len(data)
-        self._viewed.append(stream)
+        self._viewed.add(stream)
         if stream.feed is not None:
             self._feed(stream_id, stream, bool(flags & END_STREAM))
             return
