@@ -40,6 +40,8 @@ WORKLOAD_TITLES = {
     "c": "(c) large payload, 8x224x224x3 float",
     "d": "(d) compute-bound CNN for batching (bench/compute_bound.py), gRPC",
 }
+# Goal 4's workload (issue 12): a CNN whose batch-1 call takes at least this long.
+COMPUTE_BOUND_PREMISE_MS = 1.0
 
 
 def tfs_testdata() -> pathlib.Path:
