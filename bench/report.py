@@ -157,7 +157,7 @@ def compute_goals(results: dict) -> list[dict]:
     limit = compute.get("limit")
     model = f"; {compute.get('name')}, single request {_ms(compute.get('single_ms'))} ms" \
         if compute.get("single_ms") else ""
-    loaded = max(compute.get("limits_loaded") or [0]) or None
+    beside = max(compute.get("limits_d") or [0]) or None
     for suffix, front in (("", ""), ("-grpcio", " [--grpc_front_end=grpcio]")):
         on = _rps(results, "d", f"nbserve-cb-batching{suffix}-grpc")
         if suffix and on is None:
@@ -166,8 +166,8 @@ def compute_goals(results: dict) -> list[dict]:
             _ratio(on, limit), 0.8,
             detail=f"{_num(on)} req/s vs limit {_num(limit)} items/s (no batching: "
             f"{_num(_rps(results, 'd', f'nbserve-cb{suffix}-grpc'))}{model}"
-            + (f"; {on / loaded:.2f}x the limit taken with the other servers up, "
-               f"{_num(loaded)} items/s" if loaded and on else "") + ")")
+            + (f"; {on / beside:.2f}x the limit taken beside the (d) servers, "
+               f"{_num(beside)} items/s" if beside and on else "") + ")")
     # 5. workers
     two = _rps(results, "a", "nbserve-w2-rest")
     add(5, "(a) 2 workers vs 1, 32 REST conns", _ratio(two, mine), 1.4,
@@ -379,13 +379,13 @@ def _premise(single_ms: float | None) -> str:
             f"this {met} it)")
 
 
-def _loaded_limit(cb: dict) -> str:
-    """The limit as the (d) servers ran (every server up, idle), when the run took it."""
-    loaded = max(cb.get("limits_loaded") or [0])
-    if not loaded:
+def _limit_beside(cb: dict) -> str:
+    """The limit as the (d) servers ran (only they up, idle), when the run took it."""
+    beside = max(cb.get("limits_d") or [0])
+    if not beside:
         return ""
-    return (f"Taken again just before the (d) rounds, with every server of the run up (and idle, "
-            f"as they are while (d) runs): {_num(loaded)} items/s. ")
+    return (f"Taken again just before the (d) rounds, every other server stopped and the (d) "
+            f"servers up and idle: {_num(beside)} items/s. ")
 
 
 def _compute_section(results: dict) -> list[str]:
@@ -398,7 +398,7 @@ def _compute_section(results: dict) -> list[str]:
            f"SavedModel called at batch 32 in a loop, best of {len(cb.get('limits', []))}, "
            "before and after the servers ran): "
            f"{_num(cb['limit'])} items/s; one batch-1 call: {_ms(cb.get('single_ms'))} ms"
-           f"{_premise(cb.get('single_ms'))}. {_loaded_limit(cb)}32 h2load gRPC clients:", "",
+           f"{_premise(cb.get('single_ms'))}. {_limit_beside(cb)}32 h2load gRPC clients:", "",
            "| server | req/s | × limit | mean ms |", "|---|---:|---:|---:|"]
     for key in ("nbserve-cb-grpc", "nbserve-cb-batching-grpc", "nbserve-cb-grpcio-grpc",
                 "nbserve-cb-batching-grpcio-grpc"):

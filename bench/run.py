@@ -11,11 +11,12 @@ MLServer, PyTriton and Ray Serve from their own venvs under ``.cache/bench-venvs
 missing is skipped with a note). Each server's answers are checked once with a real client (REST
 JSON; gRPC with grpc's own client, so the grpc-status is read), then for every (workload,
 concurrency) every target is measured once per round, rounds interleaved (A B C ... A B C ...):
-REST by ``wrk``, gRPC by ``h2load``, same settings for everyone; (d) last, after its limit is
-taken again with every server up (``limits_loaded``: the conditions its servers run in, beside
-the limit taken with none up before and after). Optionally a py-spy profile of
-nbserve under load. Writes ``bench/results.json``, ``bench/RESULTS.md`` and
-``bench/results.png``. Every process it started is stopped at the end (by its process group id).
+REST by ``wrk``, gRPC by ``h2load``, same settings for everyone. Optionally a py-spy profile of
+nbserve under load. (d) comes last, with every server it does not measure stopped: the limit is
+taken with no server up, and the peers' idle processes (Ray's, Triton's) took ~18 % of the 2
+cores from the (d) servers when they stayed up. Its limit is also taken just before its rounds,
+with its own (idle) servers up (``limits_d``). Writes ``bench/results.json``, ``bench/RESULTS.md``
+and ``bench/results.png``. Every process it started is stopped at the end (by its process group id).
 """
 
 from __future__ import annotations
@@ -183,6 +184,23 @@ def measure_all(cfg: BenchConfig, live: list[Target], workloads: list[str], runs
                            if "rps" in row else row["error"]))
 
 
+def measure_compute_bound(cfg: BenchConfig, live: list[Target], procs: list, compute: dict,
+                          notes: list[str], runs: dict) -> None:
+    """Workload (d) in the conditions of its limit: every process none of whose targets runs (d)
+    is stopped first; the limit is then taken again beside the idle (d) servers
+    (``compute["limits_d"]``, the goal's limit stays the one taken with no server up)."""
+    keep = {id(t.proc) for t in live if "d" in t.workloads}
+    for proc in procs:
+        if id(proc) not in keep:
+            proc.stop()
+    log("stopped every server but the (d) ones")
+    beside = compute_workload(cfg, notes)
+    if beside:
+        compute["limits_d"] = beside["limits"]
+        log(f"compute-bound limit beside the (d) servers: {beside['limits']}")
+    measure_all(cfg, [t for t in live if "d" in t.workloads], ["d"], runs)
+
+
 def main() -> int:
     cfg = BenchConfig.from_env()
     started = time.time()
@@ -224,12 +242,6 @@ def main() -> int:
         results["grpc_checked"] = {t.key: t.answer_bytes for t in live if t.kind == "grpc"}
         log("measuring: " + ", ".join(t.key for t in live))
         measure_all(cfg, live, list(cfg.workloads), results["runs"])
-        if compute:  # the limit as the (d) servers run: the other servers up (and idle) too
-            loaded = compute_workload(cfg, notes)
-            if loaded:
-                compute["limits_loaded"] = loaded["limits"]
-                log(f"compute-bound limit with the servers up: {loaded['limits']}")
-            measure_all(cfg, live, ["d"], results["runs"])
         if cfg.profile:
             by_key = {t.key: t for t in live}
             for key, workload, concurrency in (("nbserve-rest", "a", 32),
@@ -241,6 +253,8 @@ def main() -> int:
                     summary = profile(by_key[key], workload, concurrency, max(cfg.seconds, 4))
                     if summary:
                         results["profiles"].append(summary)
+        if compute:
+            measure_compute_bound(cfg, live, procs, compute, notes, results["runs"])
     finally:
         for proc in procs:
             proc.stop()

@@ -49,10 +49,10 @@ class Proc:
 
     def start(self) -> Proc:
         LOGS.mkdir(parents=True, exist_ok=True)
-        out = open(LOGS / f"{self.name}.log", "wb")
         env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **self.env}
-        self.popen = subprocess.Popen(self.cmd, cwd=REPO, env=env, stdout=out, stderr=out,
-                                      start_new_session=True)
+        with open(LOGS / f"{self.name}.log", "wb") as out:  # the child keeps its own copy
+            self.popen = subprocess.Popen(self.cmd, cwd=REPO, env=env, stdout=out, stderr=out,
+                                          start_new_session=True)
         return self
 
     @property

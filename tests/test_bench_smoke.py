@@ -146,7 +146,7 @@ def synthetic_results() -> dict:
         "config": {"seconds": 3, "rounds": 2, "large_factor": 3, "concurrency": [1, 8, 32]},
         "runs": runs, "labels": {"nbserve-rest": "nbserve REST"}, "notes": ["a note"],
         "compute_bound": {"name": "cnn96", "limit": 1000.0, "limits": [1000.0],
-                          "limits_loaded": [880.0, 900.0], "single_ms": 2.0},
+                          "limits_d": [880.0, 900.0], "single_ms": 2.0},
         "grpc_checked": {"nbserve-grpc": {"a": 40}},
         "floor": {"servable": {"a": {"servable_run_ms": 0.01, "session_callable_ms": 0.007}},
                   "codec": {"array_shape": [8, 224, 224, 3], "body_bytes": 10_000_000,
@@ -198,7 +198,7 @@ def test_best_round_and_goals():
     batching = goals["(d) batching, 32 gRPC clients, vs the in-process limit"]
     assert batching["value"] == pytest.approx(0.85) and batching["met"] is True
     assert "cnn96, single request 2.00 ms" in batching["detail"]
-    assert "0.94x the limit taken with the other servers up, 900 items/s" in batching["detail"]
+    assert "0.94x the limit taken beside the (d) servers, 900 items/s" in batching["detail"]
     workers = goals["(a) 2 workers vs 1, 32 REST conns"]
     assert workers["value"] == pytest.approx(9000 / 7000) and workers["met"] is False
     start = goals["start-up: `python -m nbserve` to first REST answer"]
@@ -223,8 +223,7 @@ def test_render_markdown_has_every_section():
     assert "| nbserve-cb-batching-grpc | 850 | 0.85 |" in text
     assert "one batch-1 call: 2.00 ms (goal 4's workload: a single request of at least 1 ms; " \
         "this meets it)" in text
-    assert "with every server of the run up (and idle, as they are while (d) runs): 900 " \
-        "items/s." in text
+    assert "every other server stopped and the (d) servers up and idle: 900 items/s." in text
     assert "| nbserve-grpc | a | 8,000 | 0.250 | 28,500 / 0 |" in text
 
 
@@ -278,3 +277,37 @@ def test_target_helpers():
     assert targets.short_version("0.21.0") == "0.21" and targets.short_version("") == "?"
     rest = targets.Target("t", "T", "rest", str, str, ("a", "d"), concurrency=(32,))
     assert rest.runs("a", 32) and not rest.runs("a", 1) and not rest.runs("b", 32)
+
+
+def test_compute_bound_runs_with_only_its_servers_up(monkeypatch, tmp_path):
+    """(d) and its limit beside it are measured once every process that no (d) target uses has
+    stopped: the limit is taken with no server up, and idle peers took ~18 % of the cores."""
+    from bench import run, targets
+
+    monkeypatch.setattr(targets, "LOGS", tmp_path)
+    procs = [targets.Proc(name, [sys.executable, "-c", "import time; time.sleep(120)"])
+             for name in ("peer", "cb")]
+    peer, cb = (p.start() for p in procs)
+    live = [targets.Target("peer-grpc", "P", "grpc", str, str, ("a", "b"), proc=peer),
+            targets.Target("cb-grpc", "C", "grpc", str, str, ("d",), proc=cb)]
+    seen: dict = {}
+
+    def fake_limit(cfg, notes):
+        seen["alive when the limit ran"] = [p.name for p in procs if p.alive()]
+        return {"limits": [321.0]}
+
+    def fake_measure(cfg, measured, workloads, runs):
+        seen["measured"] = ([t.key for t in measured], workloads)
+        seen["alive when (d) ran"] = [p.name for p in procs if p.alive()]
+
+    monkeypatch.setattr(run, "compute_workload", fake_limit)
+    monkeypatch.setattr(run, "measure_all", fake_measure)
+    compute: dict = {"limits": [300.0]}
+    try:
+        run.measure_compute_bound(BenchConfig.from_env(), live, procs, compute, [], {})
+    finally:
+        for proc in procs:
+            proc.stop()
+    assert seen == {"alive when the limit ran": ["cb"], "measured": (["cb-grpc"], ["d"]),
+                    "alive when (d) ran": ["cb"]}
+    assert compute == {"limits": [300.0], "limits_d": [321.0]}
