@@ -291,7 +291,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     role = WorkerRole.from_env()
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format=log_format(role))
     if role is not None:  # a worker of `--num_workers=N`: the parent parsed the flags
-        return serve_forever(role.options(), role)
+        return serve_forever(*role.options(), role=role)
     if any(a in ("-h", "--help", "-help", "--helpfull") for a in argv):
         print(usage())
         return 0
@@ -339,7 +339,8 @@ def supervise(options: ServerOptions, num_workers: int) -> int:
     return Supervisor(options, num_workers).run(lambda: bool(signalled))
 
 
-def serve_forever(options: ServerOptions, role: WorkerRole | None = None) -> int:
+def serve_forever(options: ServerOptions, generation: int = 0, role: WorkerRole | None = None
+                  ) -> int:
     """Start, serve until SIGINT/SIGTERM, stop gracefully; the exit code.
 
     The signal handler only sets flags (``signalled`` here, ``Server.cancel_start()`` there):
@@ -347,14 +348,19 @@ def serve_forever(options: ServerOptions, role: WorkerRole | None = None) -> int
     start-up leaves no lock held and no half-started server. A signal during the initial load
     stops before any port opens (exit 0). As a worker (``role``), it shares its metrics, tells
     the parent when its ports are open instead of printing the ready lines (the parent prints
-    them once), and also stops when the parent is gone."""
+    them once), shares config reloads with the other workers (its models are those of reload
+    ``generation``, 0: the command line's), and also stops when the parent is gone."""
     from nbserve.server import Server
 
     server = Server(options)  # Server.start() warns when the bind is not loopback
     writer = role.share_metrics(server.metrics) if role is not None else None
+    if role is not None:
+        server.shared_config = role.share_config(server.core, generation)
     try:
         return _serve(server, options, role)
     finally:
+        if server.shared_config is not None:
+            server.shared_config.close()
         if writer is not None:
             writer.close()
         if role is not None:
@@ -382,6 +388,7 @@ def _serve(server: Any, options: ServerOptions, role: WorkerRole | None) -> int:
         print(f"Failed to start server. Error: {exc}", file=sys.stderr)
         return 1
     if role is not None:  # the parent prints the ready lines once
+        server.shared_config.start()
         role.ready(server.rest_port, server.grpc_port)
     else:
         _log_ready(server)

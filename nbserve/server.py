@@ -52,6 +52,7 @@ from nbserve.registry import running_servers, stop_all, stop_servers_on_ports  #
 from nbserve.runtime import IoThread
 from nbserve.servables.signature import Signature
 from nbserve.service import ModelSpec
+from nbserve.shared_config import SharedConfig
 from nbserve.sources.filesystem import FileSystemStoragePathSource
 from nbserve.status import (
     REPLACED,
@@ -159,6 +160,8 @@ class Server(Endpoints):
         self.metrics = ServingMetrics()
         self.core.event_bus.subscribe(self.metrics.observe_state)
         self.config_error: ServingError | None = None  # the last config-file reload error
+        # a worker of --num_workers (set by nbserve.cli): reloads reach every worker through it
+        self.shared_config: SharedConfig | None = None
         self._stopping = threading.Event()
         self._config_watch: ConfigWatcher | None = None
         self._inflight = InflightLimit(options.max_inflight_requests)  # shared by REST and gRPC
@@ -378,8 +381,13 @@ class Server(Endpoints):
 
     def reload_config_proto(self, config: Any) -> None:
         """``HandleReloadConfigRequest``: replace the model config with a ModelServerConfig proto;
-        blocks until new models are AVAILABLE (or raises with their errors)."""
+        blocks until new models are AVAILABLE (or raises with their errors). A worker of
+        ``--num_workers`` hands it to ``shared_config``: every worker applies it."""
         from nbserve.config_file import model_configs_from_proto
+
+        if self.shared_config is not None:
+            self.shared_config.reload(config)
+            return
 
         self.core.reload_config(model_configs_from_proto(config), wait_timeout=300.0)
 

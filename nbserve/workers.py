@@ -27,7 +27,9 @@ The parent (``Supervisor``) serves nothing. It
 
 A worker (``WorkerRole``, run by ``nbserve.cli``) writes its metrics snapshot to the directory
 every ``metrics.SNAPSHOT_INTERVAL_SECONDS`` and merges the others' into its exposition
-(``ServingMetrics.share``); it writes a ready file when its ports are open; it stops gracefully
+(``ServingMetrics.share``); it shares config reloads with the others through the directory
+(``nbserve.shared_config``: a reload any worker receives applies to all, and a restarted worker
+starts from the latest one); it writes a ready file when its ports are open; it stops gracefully
 when the parent disappears. Only worker 0 writes a discovery record to the Jupyter runtime
 directory (the others' go to the private directory), so the lab sidebar lists the server once.
 """
@@ -50,15 +52,18 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from nbserve.core.server_core import ServerCore
 from nbserve.errors import ServingError
 from nbserve.metrics import SNAPSHOT_INTERVAL_SECONDS, ServingMetrics
 from nbserve.options import ServerOptions
+from nbserve.shared_config import SharedConfig, latest_models
 
 log = logging.getLogger("nbserve.workers")
 
 DIR_ENV = "NBSERVE_WORKER_DIR"  # the private directory; set only in a worker's environment
 INDEX_ENV = "NBSERVE_WORKER_INDEX"  # 0 .. N-1
 PARENT_ENV = "NBSERVE_WORKER_PARENT"  # the supervisor's pid
+COUNT_ENV = "NBSERVE_WORKER_COUNT"  # N
 OPTIONS_FILE = "options.pickle"
 MAX_RESTARTS = 3  # deaths of one worker within RESTART_WINDOW_SECONDS before giving up
 RESTART_WINDOW_SECONDS = 60.0
@@ -189,7 +194,8 @@ class Supervisor:
 
     def _spawn(self, index: int) -> _Worker:
         env = dict(os.environ, **{DIR_ENV: self.directory, INDEX_ENV: str(index),
-                                  PARENT_ENV: str(os.getpid())})
+                                  PARENT_ENV: str(os.getpid()),
+                                  COUNT_ENV: str(self.num_workers)})
         if index:  # one discovery record per server: worker 0's
             env["JUPYTER_RUNTIME_DIR"] = os.path.join(self.directory, "runtime")
         try:
@@ -330,12 +336,13 @@ def _read_ready(directory: str, worker: _Worker) -> bool:
 # -- the worker's side (run by nbserve.cli) -------------------------------------------------------
 @dataclass(frozen=True)
 class WorkerRole:
-    """This process is worker ``index`` of a ``Supervisor`` whose private folder is
-    ``directory``."""
+    """This process is worker ``index`` of the ``count`` of a ``Supervisor`` whose private
+    folder is ``directory``."""
 
     index: int
     directory: str
     parent_pid: int
+    count: int = 1
 
     @staticmethod
     def from_env() -> WorkerRole | None:
@@ -344,15 +351,27 @@ class WorkerRole:
         if not directory:
             return None
         return WorkerRole(int(os.environ.get(INDEX_ENV, "0")), directory,
-                          int(os.environ.get(PARENT_ENV, "0")) or os.getppid())
+                          int(os.environ.get(PARENT_ENV, "0")) or os.getppid(),
+                          int(os.environ.get(COUNT_ENV, "1")))
 
-    def options(self) -> ServerOptions:
-        """The options the parent wrote for its workers."""
+    def options(self) -> tuple[ServerOptions, int]:
+        """The options the parent wrote for its workers, with the models of the latest config
+        reload when a worker received one (``nbserve.shared_config``: a restarted worker
+        serves what the others serve), and that reload's generation (0: none)."""
         with open(os.path.join(self.directory, OPTIONS_FILE), "rb") as f:
             options = pickle.load(f)
         if not isinstance(options, ServerOptions):
             raise TypeError(f"{OPTIONS_FILE} holds {type(options).__name__}")
-        return options
+        reloaded = latest_models(self.directory)
+        if reloaded is None:
+            return options, 0
+        return options.replace(models=reloaded[1]), reloaded[0]
+
+    def share_config(self, core: ServerCore, generation: int) -> SharedConfig:
+        """Config reloads for every worker, this one serving ``generation`` (from
+        ``options``): what ``HandleReloadConfigRequest`` calls here; ``start`` it once this
+        worker serves, ``close`` it when it stops."""
+        return SharedConfig(core, self.directory, self.index, self.count, generation=generation)
 
     def orphaned(self) -> bool:
         """True when the parent is gone (this worker should stop)."""

@@ -361,6 +361,54 @@ def test_both_workers_serve_rest_and_grpc_and_metrics_count_every_request(served
     assert len(counts) == 2 and all(count > 0 for count in counts.values()), counts
 
 
+def reload_config(cli: Cli, models: dict[str, str]) -> tuple[object, str]:
+    """HandleReloadConfigRequest with ``models`` (name -> base path) on a new connection: the
+    gRPC status code and details."""
+    import grpc
+    from tensorflow_serving.apis import model_management_pb2, model_service_pb2_grpc
+
+    request = model_management_pb2.ReloadConfigRequest()
+    for name, path in models.items():
+        config = request.config.model_config_list.config.add()
+        config.name, config.base_path, config.model_platform = name, path, "tensorflow"
+    with grpc.insecure_channel(f"127.0.0.1:{cli.grpc_port}") as channel:
+        try:
+            reply = model_service_pb2_grpc.ModelServiceStub(channel).HandleReloadConfigRequest(
+                request, timeout=120)
+        except grpc.RpcError as exc:
+            return exc.code(), exc.details()
+        return grpc.StatusCode.OK, reply.status.error_message
+
+
+def states_seen(cli: Cli, name: str, connections: int = 20) -> list[object]:
+    """``name``'s state as each of ``connections`` new REST connections (spread over the
+    workers) sees it: "AVAILABLE", or the HTTP status when there is no such model."""
+    seen = []
+    for _ in range(connections):
+        reply = call(cli.rest_port, "GET", f"/v1/models/{name}")
+        seen.append(reply.json()["model_version_status"][0]["state"] if reply.status == 200
+                    else reply.status)
+    return seen
+
+
+@pytest.mark.tfs_testdata
+def test_a_config_reload_reaching_one_worker_applies_to_every_worker(served, tfs_testdata):
+    import grpc
+
+    models = {"hp": str(tfs_testdata / "saved_model_half_plus_two_cpu"),
+              "three": str(tfs_testdata / "saved_model_half_plus_three")}
+    assert reload_config(served, models) == (grpc.StatusCode.OK, "")
+    # the answer waited for every worker: from now on, whichever worker a connection reaches
+    assert states_seen(served, "three") == ["AVAILABLE"] * 20
+    assert "Applying the model config another worker received (generation 1)" in served.text()
+    # an invalid config is refused with TF Serving's words and reaches no worker
+    code, message = reload_config(served, {"hp": models["hp"], "rel": "relative/path"})
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and message.startswith(
+        "Expected model rel to have an absolute path or URI"), message
+    assert states_seen(served, "three") == ["AVAILABLE"] * 20
+    assert "generation 2" not in served.text()
+
+
 @pytest.mark.tfs_testdata
 def test_a_killed_worker_is_reported_and_restarted_while_the_other_serves(served):
     before = wait_for(lambda: (c := ok_count(served)) and c == ok_count(served) and c,
@@ -374,6 +422,8 @@ def test_a_killed_worker_is_reported_and_restarted_while_the_other_serves(served
         predict_rest(served)
     served.wait_for_line("is serving again", timeout=180)
     assert victim not in workers_of(served.proc.pid).values()
+    # the new worker starts from the config the others serve (the reload above), not the flags'
+    assert states_seen(served, "three") == ["AVAILABLE"] * 20
     predict_grpc(served, 2)
     # the dead worker's counts stay in the total
     wait_for(lambda: ok_count(served) == before + 12, timeout=15, what="the total")

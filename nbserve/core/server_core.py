@@ -126,6 +126,13 @@ class ServerCore:
         ``wait_timeout`` it blocks until every *new* model has a version AVAILABLE or END and
         raises UNKNOWN ``<n> model(s) did not become available: ...`` if one ended in error.
         """
+        new_names = self.apply_config(models)
+        if wait_timeout is not None and new_names:
+            self.wait_for_models(new_names, wait_timeout)
+
+    def apply_config(self, models: Iterable[ModelConfig]) -> list[str]:
+        """``reload_config`` without the wait: the names of the models the new config adds.
+        Raises ServingError and keeps the running config when the new one is invalid."""
         models = [m.replace(base_path=os.path.abspath(m.base_path)) if not
                   os.path.isabs(m.base_path) else m for m in models]
         with self._lock:
@@ -138,8 +145,7 @@ class ServerCore:
                 if name not in self._models:
                     del self._policy_overrides[name]
             self._push_to_source()
-        if wait_timeout is not None and new_names:
-            self._wait_for_models(new_names, wait_timeout)
+        return new_names
 
     def set_version_policy(self, name: str, policy: VersionPolicy | None) -> None:
         """Override a model's version policy at run time (the notebook's version picker);
@@ -174,7 +180,9 @@ class ServerCore:
                     f"Request to assign label to version {version} of model {model.name}, "
                     "which is not currently available for inference")
 
-    def _wait_for_models(self, names: Sequence[str], timeout: float) -> None:
+    def wait_for_models(self, names: Sequence[str], timeout: float) -> None:
+        """Block until each of ``names`` has a version AVAILABLE or END (``timeout`` s at most);
+        raises UNKNOWN ``<n> model(s) did not become available: ...`` if one ended in error."""
         def settled(monitor: StateMonitor) -> bool:
             return all(any(s.state in (ManagerState.AVAILABLE, ManagerState.END)
                            for s in monitor.states(n).values()) for n in names)
