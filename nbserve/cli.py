@@ -82,6 +82,8 @@ IMPLEMENTED: tuple[Flag, ...] = (
     Flag("rest_api_enable_cors_support", _bool, False, "add CORS headers to /v1 responses"),
     Flag("rest_api_timeout_in_ms", int, 30_000, "per-request model-run timeout for REST"),
     Flag("rest_api_num_threads", int, 0, "predict pool threads (0: 4 x CPUs)"),
+    Flag("grpc_max_threads", int, 0, "gRPC calls get a pool of their own with this many threads "
+         "(0: nbserve shares the predict pool of --rest_api_num_threads between REST and gRPC)"),
     Flag("saved_model_tags", str, "serve", "comma-separated MetaGraph tags to load"),
     Flag("device", str, "auto", "nbserve: cpu, gpu or auto (GPU when TensorFlow sees one)"),
     Flag("per_process_gpu_memory_fraction", float, 0.0, "GPU memory fraction (0: grow as needed)"),
@@ -142,7 +144,7 @@ NOT_IMPLEMENTED = tuple(Flag(name, str, None, "TF Serving flag not implemented b
                              False) for name in (
     "enable_per_model_batching_parameters", "num_unload_threads", "flush_filesystem_caches",
     "tensorflow_session_parallelism", "tensorflow_session_config_file", "platform_config_file",
-    "use_alts_credentials", "ssl_config_file", "grpc_channel_arguments", "grpc_max_threads",
+    "use_alts_credentials", "ssl_config_file", "grpc_channel_arguments",
     "enable_grpc_healthcheck_service", "enable_signature_method_name_check",
     "enable_serialization_as_tensor_content", "remove_unused_fields_from_bundle_metagraph",
     "thread_pool_factory_config_file", "mixed_precision", "xla_cpu_compilation_enabled",
@@ -220,6 +222,7 @@ def options_from_flags(values: dict[str, Any]) -> ServerOptions:
         rest_api_timeout_in_ms=values["rest_api_timeout_in_ms"],
         rest_api_enable_cors_support=values["rest_api_enable_cors_support"],
         rest_api_num_threads=values["rest_api_num_threads"],
+        grpc_max_threads=values["grpc_max_threads"],
         monitoring_config_file=os.path.abspath(values["monitoring_config_file"])
         if values["monitoring_config_file"] else "",
         file_system_poll_wait_seconds=values["file_system_poll_wait_seconds"],

@@ -109,6 +109,9 @@ class ServerOptions:
     rest_api_timeout_in_ms: int = 30_000
     rest_api_enable_cors_support: bool = False
     rest_api_num_threads: int = 0  # 0: 4 x CPUs, as TF Serving
+    # gRPC calls' own pool of this many threads; 0: they share the predict pool with REST (the
+    # pool of rest_api_num_threads), nbserve's default (TF Serving's: 4 x CPUs of its own)
+    grpc_max_threads: int = 0
     file_system_poll_wait_seconds: float = 1.0
     max_num_load_retries: int = 5
     load_retry_interval_micros: int = 60_000_000

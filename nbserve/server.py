@@ -148,6 +148,10 @@ class Server(Endpoints):
             # a batched request waits on its thread: fewer threads than a batch never fill it
             threads = max(threads, request_threads(options.batching, options.batching_per_model))
         self._executor = ThreadPoolExecutor(threads, thread_name_prefix="nbserve-predict")
+        # --grpc_max_threads: gRPC's model work on a pool of its own; else on the shared one
+        self._grpc_executor = ThreadPoolExecutor(
+            options.grpc_max_threads, thread_name_prefix="nbserve-grpc"
+        ) if options.grpc_max_threads > 0 else self._executor
         self._io = IoThread(event_loop=options.event_loop)
         self._runners: list[Any] = []
         self._open_connections: list[Any] = []  # rest_api.OpenConnections, one per runner
@@ -311,7 +315,7 @@ class Server(Endpoints):
 
         try:
             server, bound = await start_grpc_server(
-                self.service, self._executor, self.options.host, port,
+                self.service, self._grpc_executor, self.options.host, port,
                 max_message_bytes=self.options.grpc_max_message_bytes,
                 reload=self.reload_config_proto, observer=self._grpc_observer,
                 auth_token=self.options.auth_token, limiter=self._inflight,
@@ -333,7 +337,7 @@ class Server(Endpoints):
         sock = self._bind(port, "--port")
         try:
             server = await start_h2_grpc_server(
-                self.service, self._executor, sock, host=self.options.host,
+                self.service, self._grpc_executor, sock, host=self.options.host,
                 max_message_bytes=self.options.grpc_max_message_bytes,
                 reload=self.reload_config_proto, observer=self._grpc_observer,
                 auth_token=self.options.auth_token, limiter=self._inflight,
@@ -432,6 +436,7 @@ class Server(Endpoints):
         if self.batcher is not None:
             self.batcher.close()  # runs the queued batches now, so no request waits a timeout out
         self._executor.shutdown(wait=True, cancel_futures=True)
+        self._grpc_executor.shutdown(wait=True, cancel_futures=True)  # the same one, or gRPC's
         self.core.stop()
         self._state = "stopped"
         registry.unregister(self)

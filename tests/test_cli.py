@@ -12,6 +12,7 @@ import time
 import pytest
 
 from nbserve.cli import UsageError, options_from_flags, parse_flags
+from nbserve.options import ServerOptions
 from tests.support import free_port
 from tests.transport.rest_client import call
 
@@ -20,13 +21,15 @@ def test_flag_syntax_and_defaults(tmp_path):
     values, warnings = parse_flags(["--model_name=m", "--model_base_path", str(tmp_path),
                                     "--rest_api_enable_cors_support", "--port=0",
                                     "--rest_api_port", "0", "--grpc_channel_arguments=a=1",
-                                    "--grpc_socket_path=/tmp/x.sock"])
+                                    "--grpc_socket_path=/tmp/x.sock", "--grpc_max_threads=3"])
     assert values["model_name"] == "m" and values["rest_api_enable_cors_support"] is True
     assert warnings == ["flag --grpc_channel_arguments is a TF Serving flag that nbserve does "
                         "not implement yet; ignored"]
     options = options_from_flags(values)
     assert options.rest_api_port is None and options.grpc_port is None  # 0 = off, as TF Serving
     assert options.grpc_socket_path == "/tmp/x.sock"
+    assert options.grpc_max_threads == 3 and options.rest_api_num_threads == 0
+    assert ServerOptions().grpc_max_threads == 0  # by default gRPC shares the predict pool
     assert options.enable_profiler is True  # TF Serving's default
     assert options.open_ports_after_initial_load is True  # TF Serving's order on the command line
     assert options.models[0].base_path == str(tmp_path)

@@ -7,13 +7,14 @@ clients work unchanged. Also registers the standard ``grpc.health.v1.Health`` se
 reflection, and optionally ``tensorflow.ProfilerService`` (``nbserve.transport.profiler``).
 
 Threads: gRPC's own server thread polls the completion queue and runs each call on a thread of
-the pool ``start_grpc_server`` is given: the server's predict pool, shared with REST. The call
-runs there start to end (parse, service call, serialize), with no hop to another thread and
-nothing on the REST event loop: a sync ``grpc.server`` measured faster here than grpc.aio with a
-hand-off to the pool per call. The predict pool (``--rest_api_num_threads``, default 4 x CPUs:
-TF Serving's default for both its REST threads and ``--grpc_max_threads``) bounds the model work
-of both transports together, as before. On half_plus_two, 2 to 16 threads measured within the
-noise of each other (gRPC's single polling thread, not the pool, is the bottleneck).
+the pool ``start_grpc_server`` is given: the server's predict pool, shared with REST, or gRPC's
+own pool with ``--grpc_max_threads``. The call runs there start to end (parse, service call,
+serialize), with no hop to another thread and nothing on the REST event loop: a sync
+``grpc.server`` measured faster here than grpc.aio with a hand-off to the pool per call. The
+shared predict pool (``--rest_api_num_threads``, default 4 x CPUs: TF Serving's default for both
+its REST threads and ``--grpc_max_threads``) bounds the model work of both transports together.
+On half_plus_two, 2 to 16 threads measured within the noise of each other (gRPC's single polling
+thread, not the pool, is the bottleneck).
 
 The inference methods are raw-bytes handlers: the request is parsed once on the pool thread and
 the response serialized here, so no serializer layer runs on gRPC's side. Every ServingError

@@ -598,10 +598,10 @@ class H2Connection(asyncio.Protocol):
         loop = calls.loop
 
         def send(data: bytes) -> None:
-            loop.call_soon_threadsafe(self._send_message, stream_id, data)
+            post_to_loop(loop, self._send_message, stream_id, data)
 
         def finish(code: StatusCode, details: str) -> None:
-            loop.call_soon_threadsafe(self._handler_call_ended, stream_id, code, details)
+            post_to_loop(loop, self._handler_call_ended, stream_id, code, details)
 
         calls.stream_executor.submit(run_handler, handler, request, context, send, finish)
 

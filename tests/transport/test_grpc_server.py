@@ -72,6 +72,28 @@ def test_calls_run_on_the_predict_pool_and_never_stall_rest(fake_server):
     assert 'model_name="m",API="Predict",entrypoint="GRPC"' in exposition
 
 
+def test_grpc_max_threads_gives_grpc_calls_a_pool_of_their_own(fake_server):
+    """``--grpc_max_threads=N``: gRPC's model work runs on N threads of its own, REST's stays
+    on the predict pool (by default both share that pool: the test above)."""
+    threads: list[str] = []
+
+    def record(signature, inputs):
+        threads.append(threading.current_thread().name)
+        return {"y": np.asarray(inputs["x"], np.float32) * 0.5 + 2}
+
+    srv = fake_server(FakeServable(fn=record), grpc_max_threads=2, grpc_inline_threshold_us=0,
+                      rest_inline_threshold_us=0)
+    with grpc.insecure_channel(srv.grpc_target) as channel:
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        calls = [stub.Predict.future(predict_request([float(i)]), timeout=30) for i in range(6)]
+        assert [list(c.result().outputs["y"].float_val) for c in calls] == \
+            [[i * 0.5 + 2] for i in range(6)]
+    grpc_threads = set(threads)
+    assert call(srv.rest_port, "POST", "/v1/models/m:predict", {"instances": [2.0]}).status == 200
+    assert len(threads) == 7 and threads[-1].startswith("nbserve-predict")
+    assert grpc_threads <= {"nbserve-grpc_0", "nbserve-grpc_1"}, grpc_threads
+
+
 def test_a_request_that_does_not_parse_is_internal_and_the_server_goes_on(fake_server):
     srv = fake_server(FakeServable())
     with grpc.insecure_channel(srv.grpc_target) as channel:
