@@ -131,14 +131,16 @@ def output_paths(cfg: BenchConfig) -> tuple[Any, Any, Any]:
     return folder / "results.json", folder / "RESULTS.md", folder / "results.png"
 
 
-def compute_workload(cfg: BenchConfig, notes: list[str]) -> dict | None:
-    """Workload (d) from ``bench.compute_step`` (None, with a note, when it cannot run)."""
+def compute_workload(cfg: BenchConfig, notes: list[str], limit_only: bool = False
+                     ) -> dict | None:
+    """Workload (d) from ``bench.compute_step`` (None, with a note, when it cannot run);
+    ``limit_only``: its limit taken again (the model and its files are there already)."""
     if importlib.util.find_spec("bench.compute_bound") is None:
         notes.append("Compute-bound batching workload: `bench/compute_bound.py` is not in this "
                      "tree; goal 4 is not measured.")
         return None
     found = run_child("bench.compute_step", "--seconds", str(cfg.seconds), "--rounds",
-                      str(cfg.rounds), timeout=900)
+                      str(cfg.rounds), *(["--limit-only"] if limit_only else []), timeout=900)
     if not found or "missing" in found:
         why = (found or {}).get("missing", "bench.compute_step failed (see the log above)")
         notes.append(f"Compute-bound batching workload left out: {why}")
@@ -194,7 +196,7 @@ def measure_compute_bound(cfg: BenchConfig, live: list[Target], procs: list, com
         if id(proc) not in keep:
             proc.stop()
     log("stopped every server but the (d) ones")
-    beside = compute_workload(cfg, notes)
+    beside = compute_workload(cfg, notes, limit_only=True)
     if beside:
         compute["limits_d"] = beside["limits"]
         log(f"compute-bound limit beside the (d) servers: {beside['limits']}")
@@ -259,7 +261,7 @@ def main() -> int:
         for proc in procs:
             proc.stop()
     if compute:  # the limit again, servers stopped: a busy moment must not set it alone
-        again = compute_workload(cfg, notes)
+        again = compute_workload(cfg, notes, limit_only=True)
         if again:
             compute["limits"] += again["limits"]
             compute["limit"] = max(compute["limits"])

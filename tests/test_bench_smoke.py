@@ -292,7 +292,8 @@ def test_compute_bound_runs_with_only_its_servers_up(monkeypatch, tmp_path):
             targets.Target("cb-grpc", "C", "grpc", str, str, ("d",), proc=cb)]
     seen: dict = {}
 
-    def fake_limit(cfg, notes):
+    def fake_limit(cfg, notes, limit_only=False):
+        assert limit_only  # the model and its files are there: the limit alone
         seen["alive when the limit ran"] = [p.name for p in procs if p.alive()]
         return {"limits": [321.0]}
 
