@@ -400,7 +400,8 @@ def test_a_config_reload_reaching_one_worker_applies_to_every_worker(served, tfs
     assert reload_config(served, models) == (grpc.StatusCode.OK, "")
     # the answer waited for every worker: from now on, whichever worker a connection reaches
     assert states_seen(served, "three") == ["AVAILABLE"] * 20
-    assert "Applying the model config another worker received (generation 1)" in served.text()
+    served.wait_for_line("Applying the model config another worker received (generation 1)",
+                         timeout=10)
     # an invalid config is refused with TF Serving's words and reaches no worker
     code, message = reload_config(served, {"hp": models["hp"], "rel": "relative/path"})
     assert code == grpc.StatusCode.INVALID_ARGUMENT and message.startswith(
