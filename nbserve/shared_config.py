@@ -13,7 +13,9 @@ client sees would depend on its connection. ``SharedConfig`` makes the reload th
   makes the answer UNKNOWN ``worker <i>: <its error>``; one that has not answered within the
   wait makes it DEADLINE_EXCEEDED;
 - every worker follows the published generation (a thread polling every ``POLL_SECONDS``) and
-  applies a newer one as the receiver did, then acknowledges it (``applied-<index>.json``);
+  applies a newer one as the receiver did, then acknowledges it once its new models are
+  AVAILABLE (``model-config-applied-<index>.json``; a worker's acknowledgement never goes back
+  to an older generation);
 - a worker started later (the supervisor restarts one that died) starts from the latest
   published config, not from the command line's (``latest_models``).
 
@@ -87,6 +89,8 @@ class SharedConfig:
         self._applied = generation  # under _lock: the generation this worker serves
         self._wait_timeout = wait_timeout
         self._lock = threading.Lock()
+        self._ack_lock = threading.Lock()  # the handler's and the follower's acknowledgements
+        self._acked = 0  # under _ack_lock: the generation of the last acknowledgement written
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -100,9 +104,13 @@ class SharedConfig:
             new_names = self._core.apply_config(models)  # invalid: raises, nothing published
             generation = self._publish(config.SerializeToString())
             self._applied = generation
+        try:
+            if new_names:
+                self._core.wait_for_models(new_names, max(0.0, deadline - time.monotonic()))
+        except ServingError as exc:
+            self._acknowledge(generation, exc.message)
+            raise
         self._acknowledge(generation, None)
-        if new_names:
-            self._core.wait_for_models(new_names, max(0.0, deadline - time.monotonic()))
         self._wait_for_others(generation, deadline)
 
     def _publish(self, data: bytes) -> int:
@@ -182,11 +190,18 @@ class SharedConfig:
         return os.path.join(self._directory, f"model-config-applied-{index}.json")
 
     def _acknowledge(self, generation: int, error: str | None) -> None:
-        path = self._ack_path(self._index)
-        tmp = f"{path}.{os.getpid()}.tmp"
-        with open(tmp, "w") as f:
-            json.dump({"generation": generation, "error": error, "pid": os.getpid()}, f)
-        os.replace(tmp, path)
+        """Tell the other workers this one serves ``generation`` (or failed to, ``error``);
+        nothing when it already acknowledged a later one (a slow load of an older config
+        finishing after a newer reload)."""
+        with self._ack_lock:
+            if generation < self._acked:
+                return
+            self._acked = generation
+            path = self._ack_path(self._index)
+            tmp = f"{path}.{os.getpid()}.tmp"
+            with open(tmp, "w") as f:
+                json.dump({"generation": generation, "error": error, "pid": os.getpid()}, f)
+            os.replace(tmp, path)
 
     def _read_ack(self, index: int) -> dict[str, Any] | None:
         try:

@@ -148,3 +148,31 @@ def test_concurrent_reloads_on_two_workers_end_on_the_same_config(workers):
         # each answer waited for the other worker to reach its generation: both are on the last
         assert set(core0.models()) == set(core1.models()) and len(core0.models()) == 1
     assert not errors
+
+
+def test_an_acknowledgement_never_goes_back_to_an_older_generation(workers):
+    """A slow load of an older config that finishes after a newer reload was acknowledged must
+    not make the worker look behind: a reload waiting for the newer one would wait in vain."""
+    import json
+    import os
+
+    (_, peer0), _ = workers(0), workers(1)
+    path = os.path.join(workers.shared, "model-config-applied-0.json")
+    peer0._acknowledge(5, None)
+    peer0._acknowledge(4, "late")
+    with open(path) as f:
+        assert json.load(f)["generation"] == 5
+
+
+def test_the_receiving_worker_failing_to_load_answers_its_own_error(workers):
+    (_, peer0), (core1, peer1) = workers(0, broken=("b",)), workers(1)
+    peer1.start()
+    with pytest.raises(ServingError) as raised:
+        peer0.reload(config("a", "b", base=workers.models))
+    assert raised.value.code == StatusCode.UNKNOWN
+    assert raised.value.message.startswith("1 model(s) did not become available")
+    assert "broken b" in raised.value.message
+    # published all the same, as a one-process reload keeps the new config: worker 1 serves it
+    assert read_published(workers.shared)[0] == 1
+    peer1.catch_up()
+    assert set(core1.models()) == {"a", "b"}
