@@ -191,7 +191,8 @@ def measure_compute_bound(cfg: BenchConfig, live: list[Target], procs: list, com
     """Workload (d) in the conditions of its limit: every process none of whose targets runs (d)
     is stopped first; the limit is then taken again beside the idle (d) servers
     (``compute["limits_d"]``, the goal's limit stays the one taken with no server up)."""
-    keep = {id(t.proc) for t in live if "d" in t.workloads}
+    measured = [t for t in live if "d" in t.workloads]
+    keep = {id(t.proc) for t in measured}
     for proc in procs:
         if id(proc) not in keep:
             proc.stop()
@@ -200,7 +201,7 @@ def measure_compute_bound(cfg: BenchConfig, live: list[Target], procs: list, com
     if beside:
         compute["limits_d"] = beside["limits"]
         log(f"compute-bound limit beside the (d) servers: {beside['limits']}")
-    measure_all(cfg, [t for t in live if "d" in t.workloads], ["d"], runs)
+    measure_all(cfg, measured, ["d"], runs)
 
 
 def main() -> int:

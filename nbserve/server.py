@@ -31,7 +31,7 @@ import socket
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -52,7 +52,6 @@ from nbserve.registry import running_servers, stop_all, stop_servers_on_ports  #
 from nbserve.runtime import IoThread
 from nbserve.servables.signature import Signature
 from nbserve.service import ModelSpec
-from nbserve.shared_config import SharedConfig
 from nbserve.sources.filesystem import FileSystemStoragePathSource
 from nbserve.status import (
     REPLACED,
@@ -73,6 +72,9 @@ from nbserve.version_choice import (
     versions_on_disk,
     with_label,
 )
+
+if TYPE_CHECKING:  # only --num_workers' workers have one (nbserve.cli sets it)
+    from nbserve.shared_config import SharedConfig
 
 log = logging.getLogger("nbserve.server")
 
@@ -387,11 +389,10 @@ class Server(Endpoints):
         """``HandleReloadConfigRequest``: replace the model config with a ModelServerConfig proto;
         blocks until new models are AVAILABLE (or raises with their errors). A worker of
         ``--num_workers`` hands it to ``shared_config``: every worker applies it."""
-        from nbserve.config_file import model_configs_from_proto
-
         if self.shared_config is not None:
             self.shared_config.reload(config)
             return
+        from nbserve.config_file import model_configs_from_proto
 
         self.core.reload_config(model_configs_from_proto(config), wait_timeout=300.0)
 
