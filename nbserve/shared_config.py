@@ -49,6 +49,16 @@ POLL_SECONDS = 0.1
 WAIT_TIMEOUT_SECONDS = 300.0  # as a one-process reload waits for its new models
 
 
+def write_atomically(path: str, data: bytes) -> None:
+    """Replace ``path`` with ``data``: a reader in another worker sees the old file or the new
+    one, never a torn one. One writer per path and process at a time (the temporary file is
+    named after this process)."""
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
+
+
 def _parse(data: bytes) -> tuple[ModelConfig, ...]:
     from tensorflow_serving.config import model_server_config_pb2
 
@@ -118,11 +128,8 @@ class SharedConfig:
             fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
             found = read_published(self._directory)
             generation = (found[0] if found else 0) + 1
-            path = os.path.join(self._directory, CONFIG_FILE)
-            tmp = f"{path}.{os.getpid()}.tmp"
-            with open(tmp, "wb") as f:
-                f.write(struct.pack(">Q", generation) + data)
-            os.replace(tmp, path)
+            write_atomically(os.path.join(self._directory, CONFIG_FILE),
+                             struct.pack(">Q", generation) + data)
         log.info("Config reload published to every worker (generation %d)", generation)
         return generation
 
@@ -197,11 +204,8 @@ class SharedConfig:
             if generation < self._acked:
                 return
             self._acked = generation
-            path = self._ack_path(self._index)
-            tmp = f"{path}.{os.getpid()}.tmp"
-            with open(tmp, "w") as f:
-                json.dump({"generation": generation, "error": error, "pid": os.getpid()}, f)
-            os.replace(tmp, path)
+            write_atomically(self._ack_path(self._index), json.dumps(
+                {"generation": generation, "error": error, "pid": os.getpid()}).encode())
 
     def _read_ack(self, index: int) -> dict[str, Any] | None:
         try:

@@ -56,7 +56,7 @@ from nbserve.core.server_core import ServerCore
 from nbserve.errors import ServingError
 from nbserve.metrics import SNAPSHOT_INTERVAL_SECONDS, ServingMetrics
 from nbserve.options import ServerOptions
-from nbserve.shared_config import SharedConfig, latest_models
+from nbserve.shared_config import SharedConfig, latest_models, write_atomically
 
 log = logging.getLogger("nbserve.workers")
 
@@ -385,11 +385,8 @@ class WorkerRole:
 
     def ready(self, rest_port: int | None, grpc_port: int | None) -> None:
         """Tell the parent this worker's ports are open."""
-        path = _ready_path(self.directory, self.index)
-        tmp = f"{path}.{os.getpid()}.tmp"
-        with open(tmp, "w") as f:
-            json.dump({"pid": os.getpid(), "rest_port": rest_port, "grpc_port": grpc_port}, f)
-        os.replace(tmp, path)
+        write_atomically(_ready_path(self.directory, self.index), json.dumps(
+            {"pid": os.getpid(), "rest_port": rest_port, "grpc_port": grpc_port}).encode())
 
     def share_metrics(self, metrics: ServingMetrics) -> MetricsWriter:
         """Merge the other workers' metrics into ``metrics`` and start writing its snapshot."""
