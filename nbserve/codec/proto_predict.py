@@ -5,24 +5,25 @@ rules; a malformed tensor is ``tensor parsing error: <alias>``); the request che
 dtypes, output filter) are the servable's (``predict_util``), as in TF Serving's ``RunPredict``.
 An unknown signature is FAILED_PRECONDITION ``Serving signature key "<k>" not found.``.
 
-The messages' classes come from the caller (the gRPC transport's generated stubs): importing this
-module loads neither TensorFlow nor TF Serving's protos.
+The response is written as wire bytes (``response_bytes``), with no message object: the same bytes
+protobuf serializes from the message (``tests/codec/test_proto_predict.py`` checks). Importing
+this module loads neither TensorFlow nor TF Serving's protos.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from nbserve.codec.tensors import fill_tensor_proto, from_tensor_proto
+from nbserve.codec.tensors import from_tensor_proto, tensor_parts, varint
 from nbserve.core.ids import ServableId
 from nbserve.errors import ServingError
 from nbserve.servables.predict_util import signature_not_found
 from nbserve.servables.signature import Signature
 
-__all__ = ["ProtoPredictCodec", "fill_model_spec", "proto_inputs"]
+__all__ = ["ProtoPredictCodec", "fill_model_spec", "proto_inputs", "response_bytes"]
 
 
 def fill_model_spec(target: Any, name: str, version: int, signature_name: str | None) -> None:
@@ -39,20 +40,51 @@ def proto_inputs(request: Any) -> dict[str, np.ndarray]:
     return {alias: from_tensor_proto(proto, alias=alias) for alias, proto in request.inputs.items()}
 
 
+def response_bytes(servable_id: ServableId, signature_key: str,
+                   outputs: dict[str, np.ndarray], tensor_content: bool = False) -> bytes:
+    """A serialized ``PredictResponse``: ``outputs`` (field 1, a map of TensorProto by alias, in
+    the dict's order) and ``model_spec`` (field 2: name, version, signature name), as
+    ``fill_model_spec`` and ``fill_tensor_proto`` would fill the message. Raises ServingError
+    (INVALID_ARGUMENT) for an output a TensorProto cannot hold."""
+    parts: list[Any] = []
+    for alias, array in outputs.items():
+        key = alias.encode("utf-8")
+        tensor = tensor_parts(array, tensor_content)
+        size = sum(map(len, tensor))
+        head = b"\x0a" + varint(len(key)) + key + b"\x12" + varint(size)  # key 1, value 2
+        parts += (b"\x0a", varint(len(head) + size), head, *tensor)
+    parts.append(_model_spec(servable_id.name, servable_id.version, signature_key))
+    return b"".join(parts)
+
+
+def _model_spec(name: str, version: int, signature_key: str) -> bytes:
+    """``model_spec`` (field 2) of a response: name 1, version 2 (an Int64Value, present even for
+    0), signature_name 3 (left out when empty, as proto3 does)."""
+    text = name.encode("utf-8")
+    number = b"\x08" + varint(version) if version else b""
+    spec = [b"\x0a", varint(len(text)), text, b"\x12", varint(len(number)), number]
+    if signature_key:
+        key = signature_key.encode("utf-8")
+        spec += (b"\x1a", varint(len(key)), key)
+    body = b"".join(spec)
+    return b"\x12" + varint(len(body)) + body
+
+
 class ProtoPredictCodec:
-    """One gRPC PredictRequest; ``response_type`` makes the ``PredictResponse`` (the stubs'
-    ``predict_pb2.PredictResponse``). ``tensor_content``: numeric outputs as ``tensor_content``
-    bytes (TF Serving's ``--enable_serialization_as_tensor_content``) instead of the typed
-    fields."""
+    """One gRPC PredictRequest; ``encode`` answers the serialized ``PredictResponse``.
+    ``tensor_content``: numeric outputs as ``tensor_content`` bytes (TF Serving's
+    ``--enable_serialization_as_tensor_content``) instead of the typed fields."""
 
-    __slots__ = ("_request", "_response_type", "_tensor_content", "output_filter")
+    __slots__ = ("_request", "_tensor_content")
 
-    def __init__(self, request: Any, response_type: Callable[[], Any],
-                 tensor_content: bool = False) -> None:
+    def __init__(self, request: Any, tensor_content: bool = False) -> None:
         self._request = request
-        self._response_type = response_type
         self._tensor_content = tensor_content
-        self.output_filter: Sequence[str] | None = list(request.output_filter) or None
+
+    @property
+    def output_filter(self) -> Sequence[str] | None:
+        aliases = self._request.output_filter
+        return list(aliases) if aliases else None
 
     def signature_not_found(self, key: str) -> ServingError:
         return signature_not_found(key)
@@ -61,9 +93,5 @@ class ProtoPredictCodec:
         return proto_inputs(self._request)
 
     def encode(self, servable_id: ServableId, signature: Signature,
-               outputs: dict[str, np.ndarray]) -> Any:
-        response = self._response_type()
-        fill_model_spec(response.model_spec, servable_id.name, servable_id.version, signature.key)
-        for alias, array in outputs.items():
-            fill_tensor_proto(response.outputs[alias], array, self._tensor_content)
-        return response
+               outputs: dict[str, np.ndarray]) -> bytes:
+        return response_bytes(servable_id, signature.key, outputs, self._tensor_content)

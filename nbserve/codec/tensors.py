@@ -12,10 +12,11 @@ Two wire forms exist for a numeric tensor and both are read and written here:
   Encoding is one ``tobytes``, decoding one ``np.frombuffer`` (the result is then a **read-only**
   view of the proto's bytes).
 * the typed repeated fields (``float_val``, ``int_val``, ... ; TF Serving's default output form).
-  Fixed-width fields (float, double, complex) and varint fields whose values all fit one byte
-  (bools, small integers) are written as packed wire bytes built by numpy and merged into the
-  message; other integers go through ``extend(tolist())``. Reading any field is one ``np.array``
-  over the container.
+  Reading any field is one ``np.array`` over the container.
+
+Writing builds the message's wire bytes directly (``tensor_bytes``; numpy packs the values,
+varints included): the gRPC Predict response is written from them without a message object, and
+``fill_tensor_proto`` merges them into the caller's message.
 
 Strings (``DT_STRING``) always travel in ``string_val``; ``tensor_content`` holding TF's
 varint-length string encoding is accepted on input.
@@ -170,7 +171,7 @@ def _tensor_proto_class() -> Any:
 
 def fill_tensor_proto(proto: TensorProto, array: Any, use_tensor_content: bool = True) -> None:
     """Write ``array`` (anything ``np.asarray`` accepts) into ``proto``, an empty TensorProto
-    (e.g. ``response.outputs[alias]``: filled in place, no copy).
+    (e.g. ``response.outputs[alias]``: filled in place, no copy): ``tensor_bytes`` merged in.
 
     Numeric arrays go to ``tensor_content`` (``use_tensor_content=True``) or to their typed
     ``*_val`` field (``False``, TF Serving's default output form; ``half``/``bfloat16`` as 16-bit
@@ -179,21 +180,98 @@ def fill_tensor_proto(proto: TensorProto, array: Any, use_tensor_content: bool =
     An empty array writes no values. Raises ServingError(INVALID_ARGUMENT) for a dtype a
     TensorProto cannot hold.
     """
+    proto.MergeFromString(tensor_bytes(array, use_tensor_content))
+
+
+def tensor_bytes(array: Any, use_tensor_content: bool = True) -> bytes:
+    """``array`` as a serialized TensorProto, by ``fill_tensor_proto``'s rules: what
+    ``to_tensor_proto(array, use_tensor_content).SerializeToString()`` gives, without building
+    the message (fields in number order, repeated numbers packed, as protobuf writes them)."""
+    return b"".join(tensor_parts(array, use_tensor_content))
+
+
+def tensor_parts(array: Any, use_tensor_content: bool = True) -> list[bytes]:
+    """``tensor_bytes`` as pieces to join (a caller adding framing joins once)."""
     arr = np.asarray(array)
     codec = _codec_for_numpy(arr.dtype)
-    proto.dtype = codec.enum
-    proto.tensor_shape.SetInParent()  # present even for scalars, as TF writes it
-    dims = proto.tensor_shape.dim
-    for size in arr.shape:
-        dims.add(size=size)
+    shape = b"".join([_dim_bytes(size) for size in arr.shape])
+    parts = [_dtype_bytes(codec.enum), b"\x12", varint(len(shape)), shape]
     if arr.size == 0:
-        return
+        return parts
     if codec.wire == "bytes":
-        proto.string_val.extend(_string_items(arr))
-    elif use_tensor_content:
-        proto.tensor_content = arr.astype(codec.dtype, copy=False).tobytes()
-    else:
-        _write_values(proto, codec, arr)
+        tag = _TAGS["string_val"]
+        for item in _string_items(arr):
+            parts += (tag, varint(len(item)), item)
+        return parts
+    if use_tensor_content:
+        values = arr.astype(codec.dtype, copy=False).tobytes()
+        parts += (b"\x22", varint(len(values)), values)  # tensor_content, field 4
+        return parts
+    values = _typed_values(codec, arr)
+    parts += (_TAGS[codec.field], varint(len(values)), values)
+    return parts
+
+
+def _typed_values(codec: _Codec, arr: np.ndarray) -> bytes:
+    """The packed payload of ``codec``'s typed field for ``arr``."""
+    if codec.wire == "fixed":
+        # complex numbers: a complex array's bytes are its (real, imag) pairs.
+        return arr.astype(codec.dtype, copy=False).tobytes()
+    flat = np.ascontiguousarray(arr, dtype=codec.dtype).reshape(-1)
+    if codec.name in ("DT_HALF", "DT_BFLOAT16"):
+        flat = flat.view(np.uint16)
+    return packed_varints(flat)
+
+
+_VARINT_CHUNK = 1 << 16  # values per step of packed_varints (bounds its temporaries)
+_VARINT_SHIFTS = np.arange(0, 70, 7, dtype=np.uint64)  # the ten 7-bit groups of a uint64
+_VARINT_LIMITS = np.array([1 << shift for shift in range(7, 70, 7)], dtype=np.uint64)
+_VARINT_COLUMNS = np.arange(10)
+
+
+def packed_varints(values: np.ndarray) -> bytes:
+    """Integers (or bools) as protobuf's packed varints: signed values sign-extended to 64 bits
+    (ten bytes for a negative ``int32``, as protobuf writes it), unsigned ones as they are."""
+    if values.dtype == np.bool_ or (values.min() >= 0 and values.max() < 0x80):
+        return values.astype(np.uint8).tobytes()  # every value is one byte
+    wide = (values.astype(np.int64).view(np.uint64) if values.dtype.kind == "i"
+            else values.astype(np.uint64))
+    out = []
+    for start in range(0, len(wide), _VARINT_CHUNK):
+        chunk = wide[start:start + _VARINT_CHUNK, None]
+        length = 1 + (chunk >= _VARINT_LIMITS).sum(axis=1)[:, None]
+        groups = (chunk >> _VARINT_SHIFTS) & 0x7F
+        groups |= (_VARINT_COLUMNS < length - 1).astype(np.uint64) << 7  # continuation bits
+        out.append(groups[_VARINT_COLUMNS < length].astype(np.uint8).tobytes())
+    return b"".join(out)
+
+
+def varint(value: int) -> bytes:
+    """A non-negative integer as a protobuf varint."""
+    if value < 0x80:
+        return _SMALL_VARINTS[value]
+    out = bytearray()
+    while value >= 0x80:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+_SMALL_VARINTS = [bytes((value,)) for value in range(0x80)]
+_TAGS = {field: varint((number << 3) | 2) for field, number in FIELD_NUMBERS.items()}
+
+
+@functools.lru_cache(maxsize=4096)
+def _dim_bytes(size: int) -> bytes:
+    """One ``TensorShapeProto.dim`` entry (field 2) of ``size`` (field 1, omitted when 0)."""
+    dim = b"\x08" + varint(size) if size else b""
+    return b"\x12" + varint(len(dim)) + dim
+
+
+@functools.cache
+def _dtype_bytes(enum: int) -> bytes:
+    return b"\x08" + varint(enum)  # dtype, field 1
 
 
 def _codec_for_numpy(dtype: np.dtype) -> _Codec:
@@ -220,38 +298,6 @@ def _string_items(arr: np.ndarray) -> list[bytes]:
             raise ServingError(StatusCode.INVALID_ARGUMENT,
                                f"Cannot convert {type(item).__name__} in a string tensor to bytes")
     return out
-
-
-def _write_values(proto: TensorProto, codec: _Codec, arr: np.ndarray) -> None:
-    flat = np.ascontiguousarray(arr, dtype=codec.dtype).reshape(-1)
-    if codec.wire == "fixed":
-        # complex numbers: a contiguous complex array is already its (real, imag) pairs.
-        _merge_packed(proto, codec.field, flat.tobytes())
-        return
-    if codec.name in ("DT_HALF", "DT_BFLOAT16"):
-        flat = flat.view(np.uint16)
-    if flat.dtype == np.bool_ or (flat.min() >= 0 and flat.max() < 0x80):
-        # Every value is a one-byte varint: the packed payload is the values as bytes.
-        _merge_packed(proto, codec.field, flat.astype(np.uint8).tobytes())
-    else:
-        getattr(proto, codec.field).extend(flat.tolist())
-
-
-def _merge_packed(proto: TensorProto, field: str, payload: bytes) -> None:
-    """Append ``payload`` (packed wire values) to repeated ``field`` by merging wire bytes."""
-    header = _varint_bytes((FIELD_NUMBERS[field] << 3) | 2) + _varint_bytes(len(payload))
-    proto.MergeFromString(header + payload)
-
-
-def _varint_bytes(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        low, value = value & 0x7F, value >> 7
-        if value:
-            out.append(low | 0x80)
-        else:
-            out.append(low)
-            return bytes(out)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -72,7 +72,8 @@ STOP_POLL_SECONDS = 0.005  # how often ``GrpcServer.stop`` looks at gRPC's shutd
 RequestObserver = Callable[[str, str, StatusCode, float], None]
 # ModelServerConfig proto -> None; raises ServingError (the server's reload).
 ReloadHandler = Callable[[Any], None]
-# (parsed request, call context) -> response message; raises ServingError.
+# (parsed request, call context) -> response message, or for Predict its wire bytes (``serialized``
+# takes either); raises ServingError.
 Method = Callable[[Any, grpc.ServicerContext], Any]
 
 
@@ -80,6 +81,15 @@ def truncate(message: str) -> str:
     if len(message) <= MAX_MESSAGE_CHARS:
         return message
     return message[:MAX_MESSAGE_CHARS] + "...TRUNCATED"
+
+
+def serialized(response: Any) -> bytes:
+    """A servicer method's answer in wire form: Predict's codec writes the bytes itself
+    (``proto_predict.response_bytes``), the other methods answer a message."""
+    if type(response) is bytes:
+        return response
+    data: bytes = response.SerializeToString()
+    return data
 
 
 def spec_from_proto(request: Any) -> ModelSpec:
@@ -122,7 +132,8 @@ def fill_regression(result: Any, values: Any) -> None:
 
 
 class PredictionServicer:
-    """``tensorflow.serving.PredictionService``: parsed request + context -> response message.
+    """``tensorflow.serving.PredictionService``: parsed request + context -> response message
+    (Predict: the serialized ``PredictResponse``).
 
     Methods are called on a pool thread and block until the answer is ready; they raise
     ServingError (``raw_handlers`` turns it into the call's status).
@@ -134,7 +145,7 @@ class PredictionServicer:
 
     def Predict(self, request: Any, context: grpc.ServicerContext) -> Any:
         spec = spec_from_proto(request)
-        codec = ProtoPredictCodec(request, predict_pb2.PredictResponse, self._tensor_content)
+        codec = ProtoPredictCodec(request, self._tensor_content)
         return self.service.predict(spec, codec, timeout_ms=_timeout_ms(context))
 
     def start_predict(self, request: Any, context: Any, done: Outcome) -> None:
@@ -143,7 +154,7 @@ class PredictionServicer:
         ``done(None, error)`` comes later, from the batch thread; raises ServingError for a
         request refused at once."""
         spec = spec_from_proto(request)
-        codec = ProtoPredictCodec(request, predict_pb2.PredictResponse, self._tensor_content)
+        codec = ProtoPredictCodec(request, self._tensor_content)
         self.service.start_predict(spec, codec, done, timeout_ms=_timeout_ms(context))
 
     def Classify(self, request: Any, context: grpc.ServicerContext) -> Any:
@@ -280,7 +291,7 @@ def _raw_call(api: str, method: Method, request_type: type[Any], limiter: Inflig
                 raise internal(f"Failed to parse the {request_type.__name__}") from None
             if observer is not None:
                 model = request.model_spec.name
-            response: bytes = method(request, context).SerializeToString()
+            response = serialized(method(request, context))
         except ServingError as err:
             error = err
         except Exception as exc:  # never UNKNOWN with a traceback to the client, never a crash

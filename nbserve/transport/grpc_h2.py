@@ -44,7 +44,7 @@ import zlib
 from collections.abc import Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, TypeVar, cast
+from typing import Any, NamedTuple, TypeVar, cast
 
 import hpack
 from google.protobuf.message import DecodeError
@@ -63,6 +63,7 @@ from nbserve.transport.grpc_api import (
     ReloadHandler,
     RequestObserver,
     add_standard_services,
+    serialized,
     truncate,
 )
 from nbserve.transport.grpc_h2_handlers import (
@@ -202,15 +203,14 @@ def _parser(request_type: type[Any]) -> Callable[[Buffer], Any]:
 
 def _servicer_method(api: str, method: Method, request_type: type[Any]) -> _Method:
     def call(request: Any, context: _Context) -> bytes:
-        response: bytes = method(request, cast(Any, context)).SerializeToString()
-        return response
+        return serialized(method(request, cast(Any, context)))
 
     return _Method(api, _parser(request_type), call, api in OBSERVED_APIS)
 
 
 def _queued_predict(method: _Method, servicer: PredictionServicer) -> _Method:
-    """``method`` (Predict) with the start of a queued call: the response message is
-    serialized on the batch thread that ran it."""
+    """``method`` (Predict) with the start of a queued call: the response is encoded on the
+    batch thread that ran it (its codec answers the wire bytes)."""
 
     def start(request: Any, context: _Context, answer: Answer) -> None:
         def done(response: Any, error: ServingError | None) -> None:
@@ -218,7 +218,7 @@ def _queued_predict(method: _Method, servicer: PredictionServicer) -> _Method:
                 answer(None, error)
                 return
             try:
-                data: bytes = response.SerializeToString()
+                data = serialized(response)
             except Exception as exc:  # noqa: BLE001 - answered, never lost
                 answer(None, as_serving_error(exc))
                 return
@@ -254,7 +254,7 @@ class _Stream:
                  "parse", "pending", "send_window", "trailers")
 
     def __init__(self, send_window: int) -> None:
-        self.headers: list[tuple[str, str]] = []
+        self.headers = _NO_HEADERS  # the request's, until its call starts
         self.body: list[Buffer] = []
         self.body_bytes = 0
         self.send_window = send_window
@@ -277,7 +277,7 @@ class H2Connection(asyncio.Protocol):
         self._viewed: set[_Stream] = set()  # streams given a view of the read being handled
         self._preface = False
         self._decoder = hpack.Decoder(max_header_list_size=MAX_HEADER_BLOCK)
-        self._indexed: dict[bytes, list[tuple[str, str]]] = {}  # all-indexed header blocks
+        self._indexed: dict[bytes, _Headers] = {}  # all-indexed header blocks, decoded
         self._streams: dict[int, _Stream] = {}
         self._running: set[int] = set()  # streams whose call has not answered yet
         self._continuation: tuple[int, int, bytearray] | None = None  # stream, flags, block
@@ -466,7 +466,7 @@ class H2Connection(asyncio.Protocol):
         stream = _Stream(self._peer_window)
         stream.headers = headers
         self._streams[stream_id] = stream
-        path = _first_values(headers).get(":path", "")
+        path = headers.first.get(":path", "")
         if path not in self._calls.methods:
             handler = self._calls.handlers.lookup(path)
             if handler is not None and handler.request_streaming:
@@ -476,7 +476,7 @@ class H2Connection(asyncio.Protocol):
         if flags & END_STREAM:
             self._end_of_request(stream_id, stream)
 
-    def _decode(self, block: bytes) -> list[tuple[str, str]]:
+    def _decode(self, block: bytes) -> _Headers:
         """HPACK-decode ``block``. A block that leaves the dynamic table as it is (indexed fields
         and literals without indexing: what clients send once their headers are in the table)
         decodes the same until the table changes, which only another kind of block does: those
@@ -485,9 +485,10 @@ class H2Connection(asyncio.Protocol):
         if cached is not None:
             return cached
         try:
-            headers = [(str(k), str(v)) for k, v in self._decoder.decode(block, raw=False)]
+            fields = [(str(k), str(v)) for k, v in self._decoder.decode(block, raw=False)]
         except hpack.HPACKError as exc:
             raise _ConnectionError(0x9, f"HPACK: {exc}") from None  # COMPRESSION_ERROR
+        headers = _Headers(fields, _first_values(fields))
         if keeps_table(block):
             if len(self._indexed) < 64:
                 self._indexed[block] = headers
@@ -527,8 +528,8 @@ class H2Connection(asyncio.Protocol):
         if stream.feed is not None:  # a client-streaming handler call: its stream ends
             stream.feed.close()
             return
-        headers = _first_values(stream.headers)
-        stream.headers = []
+        headers = stream.headers.first
+        stream.headers = _NO_HEADERS
         path = headers.get(":path", "")
         if headers.get(":method") != "POST" or \
                 not headers.get("content-type", "").startswith("application/grpc"):
@@ -579,7 +580,8 @@ class H2Connection(asyncio.Protocol):
                             headers: list[tuple[str, str]] | None = None) -> None:
         """Run a grpcio handler on the stream pool; its answers come back to this loop."""
         calls = self._calls
-        headers = headers if headers is not None else stream.headers
+        if headers is None:
+            headers = stream.headers.fields
         first = _first_values(headers)
         if isinstance(request, RequestStream) and not self._authorized(
                 stream_id, first.get(":path", ""), first):
@@ -871,6 +873,17 @@ def _skip_string(block: bytes, position: int) -> int:
     else:
         position += 1
     return position + length if position + length <= len(block) else -1
+
+
+class _Headers(NamedTuple):
+    """A request's decoded header block; both are shared (a repeated block decodes once) and
+    never changed."""
+
+    fields: list[tuple[str, str]]  # in order, repeats kept
+    first: dict[str, str]  # ``_first_values(fields)``
+
+
+_NO_HEADERS = _Headers([], {})
 
 
 def _first_values(headers: list[tuple[str, str]]) -> dict[str, str]:
