@@ -361,9 +361,26 @@ def _dtype_name(number: int) -> str:
     return name
 
 
+_SHAPES: dict[bytes, tuple[tuple[int, ...], int]] = {}  # valid shapes by their wire bytes
+_SHAPES_KEPT = 256
+
+
 def _shape(proto: TensorProto) -> tuple[tuple[int, ...], int]:
-    """The dims and element count, validated as ``TensorShape::IsValid``."""
-    dims = tuple(d.size for d in proto.tensor_shape.dim)
+    """The dims and element count, validated as ``TensorShape::IsValid``. Shapes seen before
+    are looked up by their wire bytes (reading the dims one message at a time costs more)."""
+    key = proto.tensor_shape.SerializeToString()
+    known = _SHAPES.get(key)
+    if known is not None:
+        return known
+    shape = _valid_shape(proto)
+    if len(_SHAPES) >= _SHAPES_KEPT:
+        _SHAPES.clear()
+    _SHAPES[key] = shape
+    return shape
+
+
+def _valid_shape(proto: TensorProto) -> tuple[tuple[int, ...], int]:
+    dims = tuple([d.size for d in proto.tensor_shape.dim])
     if len(dims) > MAX_RANK:
         raise _Malformed(f"rank {len(dims)} exceeds the maximum of {MAX_RANK}")
     count = 1

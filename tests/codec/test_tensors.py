@@ -505,3 +505,18 @@ def test_padding_from_fewer_values_is_bounded_but_full_content_is_not():
                                    tensor_content=np.ones(elements, np.float32).tobytes())
     whole.tensor_shape.dim.add(size=elements)
     assert from_tensor_proto(whole).shape == (elements,)  # every element on the wire: allowed
+
+
+def test_shapes_are_remembered_by_their_bytes_valid_ones_only_and_boundedly():
+    p = proto("DT_FLOAT", (2, 1), float_val=[1.0, 2.0])
+    first, again = from_tensor_proto(p), from_tensor_proto(p)
+    assert same(first, again) and first.shape == (2, 1)
+    named = proto("DT_FLOAT", (), float_val=[3.0])
+    named.tensor_shape.dim.add(size=1, name="batch")  # other bytes, the same dims
+    assert from_tensor_proto(named).shape == (1,)
+    bad = proto("DT_FLOAT", (-1,), float_val=[1.0])
+    for _ in range(2):  # an invalid shape is never remembered as valid
+        assert parse_error(bad).code == StatusCode.INVALID_ARGUMENT
+    for n in range(tensors._SHAPES_KEPT + 10):
+        assert from_tensor_proto(proto("DT_FLOAT", (n + 1,), float_val=[0.5])).shape == (n + 1,)
+    assert len(tensors._SHAPES) <= tensors._SHAPES_KEPT
