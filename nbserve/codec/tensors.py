@@ -247,9 +247,11 @@ def packed_varints(values: np.ndarray) -> bytes:
 
 
 def varint(value: int) -> bytes:
-    """A non-negative integer as a protobuf varint."""
-    if value < 0x80:
+    """An integer as a protobuf varint (a negative one as its 64-bit two's complement, as an
+    ``int64`` field holds it)."""
+    if 0 <= value < 0x80:
         return _SMALL_VARINTS[value]
+    value &= (1 << 64) - 1
     out = bytearray()
     while value >= 0x80:
         out.append((value & 0x7F) | 0x80)

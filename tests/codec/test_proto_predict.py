@@ -126,3 +126,11 @@ def test_packed_varints_across_chunks_equal_protobufs_encoding():
     assert tensors.packed_varints(values) == plain.SerializeToString()[
         -len(tensors.packed_varints(values)):]
     assert len(values) > 2 * tensors._VARINT_CHUNK
+
+
+@pytest.mark.parametrize("value", [0, 1, 127, 128, 300, 2**31, 2**63 - 1, -1, -2**63])
+def test_varint_is_protobufs_int64_encoding(value):
+    plain = tensor_pb2.TensorProto()
+    plain.int64_val.append(value)
+    encoded = tensors.varint(value)
+    assert plain.SerializeToString() == b"\x52" + tensors.varint(len(encoded)) + encoded
