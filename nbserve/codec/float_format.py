@@ -198,7 +198,19 @@ def fixed_decimals(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     gives it 9 integer digits) is off by at most 6e-8, ``y6 = y9 / 1000`` by 1.2e-10.
     """
     with np.errstate(all="ignore"):  # NaN, inf and zeros go through the arithmetic too
-        return _fixed_decimals(values)
+        if values.size <= _CHUNK:
+            return _fixed_decimals(values)
+        decimals = np.empty(values.size, dtype=np.float64)
+        special = np.empty(values.size, dtype=bool)
+        for start in range(0, values.size, _CHUNK):
+            stop = start + _CHUNK
+            decimals[start:stop], special[start:stop] = _fixed_decimals(values[start:stop])
+        return decimals, special
+
+
+# Values per pass of ``_fixed_decimals`` over a large array: its two dozen temporaries then stay
+# in the CPU's cache instead of going to memory and back once each (half the time on 1.2M values).
+_CHUNK = 1 << 16
 
 
 def _fixed_decimals(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -17,6 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+from nbserve.codec import float_format
 from nbserve.codec.float_format import (
     _float_texts,
     fixed_decimals,
@@ -50,6 +51,7 @@ def _corpus(seed: int, n: int) -> np.ndarray:
 @pytest.mark.parametrize("seed", [0, 1])
 def test_float32_texts_are_the_reference_algorithms(seed):
     values = _corpus(seed, 50_000)
+    assert values.size > 4 * float_format._CHUNK  # fixed_decimals' chunks and their seams
     with np.errstate(all="ignore"):
         expected = _float_texts(values, False)  # the vectorised %g/%.9g path (checked below)
     assert float_texts(values) == expected
