@@ -205,6 +205,16 @@ def test_best_round_and_goals():
     assert start["met"] is None and "no successful" in start["detail"]
     lines = report.goal_lines(results)
     assert len(lines) == len(goals) and lines[0].startswith("goal 1 MISSED: ")
+    # the other front ends and the command line's start are shown beside the goals, not as goals
+    references = {name for name, g in goals.items() if g["reference"]}
+    assert references == {
+        "(a) REST 32 conns vs the bare aiohttp floor [--rest_front_end=aiohttp]",
+        "(a) gRPC 32 conns vs nbserve's own REST [--grpc_front_end=grpcio]",
+        "(a) gRPC 32 conns vs PyTriton gRPC [--grpc_front_end=grpcio]",
+        "(a) gRPC 1 conn mean latency [--grpc_front_end=grpcio]",
+        "(d) batching, 32 gRPC clients, vs the in-process limit [--grpc_front_end=grpcio]",
+        "start-up: `python -m nbserve` to first REST answer"}
+    assert sum(line.startswith("reference ") for line in lines) == len(references)
     del results["runs"]["d"], results["compute_bound"]
     goals = {g["name"]: g for g in report.compute_goals(results)}
     assert goals["(d) batching, 32 gRPC clients, vs the in-process limit"]["met"] is None
@@ -220,6 +230,11 @@ def test_render_markdown_has_every_section():
     assert "| nbserve REST | 2,000 | 0.400 |" in text
     assert "1,500 !" in text  # a cell with failed requests is marked
     assert "**missed**" in text and "TODO (missing)" in text and "failed: no successful" in text
+    goals, references = text.split("### The same targets for the other configurations")
+    assert "goals missed or not measured in this run." in goals
+    assert "[--grpc_front_end=grpcio]" not in goals.split("## Throughput")[0]
+    assert "| 6 | start-up: `python -m nbserve` to first REST answer |" in \
+        references.split("## Throughput")[0]
     assert "| nbserve-cb-batching-grpc | 850 | 0.85 |" in text
     assert "one batch-1 call: 2.00 ms (goal 4's workload: a single request of at least 1 ms; " \
         "this meets it)" in text
