@@ -226,7 +226,8 @@ class H1Connection(asyncio.Protocol):
 
     # -- requests ------------------------------------------------------------------------------
     def _serve_buffered(self) -> None:
-        """Answer every complete request in the buffer, in order, until one must wait."""
+        """Answer every complete request in the buffer, in order, until one must wait; reading
+        paused meanwhile resumes once the next request needs more bytes or nothing waits."""
         buffer = self._buffer
         while self._transport is not None and not self._busy and not self._write_paused:
             if self._head is None:
@@ -236,6 +237,8 @@ class H1Connection(asyncio.Protocol):
                         self._hand_off()
                     elif self._eof:
                         self._close()
+                    else:  # the rest of the next head is still to come
+                        self._resume_reading()
                     return
                 head = self._shared.head(bytes(buffer[:end]))
                 if head is None:
@@ -247,15 +250,19 @@ class H1Connection(asyncio.Protocol):
             if len(buffer) < stop:
                 if self._eof:  # the body will never be complete: aiohttp's 400
                     self._hand_off()
-                elif self._read_paused and self._transport is not None:
-                    self._read_paused = False
-                    self._transport.resume_reading()
+                else:
+                    self._resume_reading()
                 return
             body = bytes(buffer[start:stop])
             del buffer[:stop]
             self._head = None
             self._answer(head, body)
-        if self._read_paused and not self._busy and self._transport is not None:
+        if not self._busy:
+            self._resume_reading()
+
+    def _resume_reading(self) -> None:
+        """Read again if reading was paused (the connection is still open)."""
+        if self._read_paused and self._transport is not None:
             self._read_paused = False
             self._transport.resume_reading()
 

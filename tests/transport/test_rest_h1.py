@@ -290,6 +290,71 @@ def test_a_client_that_stops_reading_is_paused_not_buffered(servers):
     sock.close()
 
 
+class _PausingTransport:
+    """What H1Connection needs of a transport: records the answers and whether reading is
+    paused."""
+
+    def __init__(self) -> None:
+        self.written = b""
+        self.reading_paused = False
+
+    def write(self, data: bytes) -> None:
+        self.written += data
+
+    def writelines(self, parts) -> None:
+        self.written += b"".join(parts)
+
+    def pause_reading(self) -> None:
+        self.reading_paused = True
+
+    def resume_reading(self) -> None:
+        self.reading_paused = False
+
+    def is_closing(self) -> bool:
+        return False
+
+    def get_extra_info(self, name: str):
+        return None
+
+    def close(self) -> None:
+        pass
+
+    def abort(self) -> None:
+        pass
+
+
+def test_reading_resumes_when_the_buffer_ends_inside_the_next_head(servers):
+    """Reading paused while answers backed up resumes once every complete request is answered,
+    also when what was read ends part way through the next request's head. It used to stay
+    paused there: the rest of that head never arrived and the connection hung (a pipelining
+    client that stopped reading for a while, as in the test above, now and then)."""
+    import asyncio
+
+    instances = ", ".join(["1.0"] * 20_000)
+    raw = request("POST", "/v1/models/m:predict", f'{{"instances": [{instances}]}}'.encode())
+    assert 3 * len(raw) > rest_h1.PAUSE_READING_BYTES
+
+    async def scenario() -> _PausingTransport:
+        transport = _PausingTransport()
+        connection = rest_h1.H1Connection(servers["h1"]._fast_rest[0]._shared)
+        connection.connection_made(transport)
+        connection.pause_writing()  # the client stopped reading its answers
+        connection.data_received(raw * 3 + raw[:20])  # ends inside the fourth request's head
+        assert transport.reading_paused
+        connection.resume_writing()  # it reads again
+        for _ in range(3000):
+            if transport.written.count(b"HTTP/1.1 200 OK") == 3:
+                break
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.05)
+        connection.abort()
+        return transport
+
+    transport = asyncio.run_coroutine_threadsafe(scenario(), servers["h1"]._io.loop).result(60)
+    assert transport.written.count(b"HTTP/1.1 200 OK") == 3
+    assert not transport.reading_paused
+
+
 def test_half_close_still_gets_its_answer(servers):
     with connect(servers["h1"].rest_port) as sock:
         sock.sendall(request("GET", "/v1/models/m/metadata") +
