@@ -37,6 +37,7 @@ from nbserve.codec.rapidjson import (
     json_value_to_string,
     utf8_bytes,
 )
+from nbserve.codec.wire import field, varint
 from nbserve.errors import ServingError, invalid_argument
 
 __all__ = [
@@ -149,13 +150,13 @@ class _Feature:
     def serialize(self) -> bytes:
         """A ``tensorflow.Feature`` message (empty when no value was given: kind not set)."""
         if self.kind == "bytes":
-            return _field(1, b"".join(_field(1, v) for v in self.values))
+            return field(1, b"".join(field(1, v) for v in self.values))
         if self.kind == "float":
             with np.errstate(over="ignore"):
                 packed = np.array(self.values, dtype=np.float64).astype("<f4").tobytes()
-            return _field(2, _field(1, packed))
+            return field(2, field(1, packed))
         if self.kind == "int64":
-            return _field(3, _field(1, b"".join(_varint(v) for v in self.values)))
+            return field(3, field(1, b"".join(varint(v) for v in self.values)))
         return b""
 
 
@@ -174,25 +175,10 @@ def example_from_json(value: Any) -> bytes:
                 feature.add(element)
         else:
             feature.add(content)
-        entries.append(_field(1, _field(1, utf8_bytes(name)) + _field(2, feature.serialize())))
+        entries.append(field(1, field(1, utf8_bytes(name)) + field(2, feature.serialize())))
     if not entries:
         return b""  # features never set: the empty Example
-    return _field(1, b"".join(entries))
-
-
-def _varint(number: int) -> bytes:
-    number &= (1 << 64) - 1  # negative int64 values take ten bytes, as two's complement
-    out = bytearray()
-    while number >= 0x80:
-        out.append((number & 0x7F) | 0x80)
-        number >>= 7
-    out.append(number)
-    return bytes(out)
-
-
-def _field(number: int, payload: bytes) -> bytes:
-    """A length-delimited field (wire type 2)."""
-    return _varint((number << 3) | 2) + _varint(len(payload)) + payload
+    return field(1, b"".join(entries))
 
 
 # --------------------------------------------------------------------------------------------

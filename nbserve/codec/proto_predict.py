@@ -18,7 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from nbserve.codec.tensors import from_tensor_proto, tensor_parts, varint
+from nbserve.codec.tensors import from_tensor_proto, tensor_parts
+from nbserve.codec.wire import field, varint
 from nbserve.core.ids import ServableId
 from nbserve.errors import ServingError
 from nbserve.servables.predict_util import signature_not_found
@@ -50,10 +51,9 @@ def response_bytes(servable_id: ServableId, signature_key: str,
     (INVALID_ARGUMENT) for an output a TensorProto cannot hold."""
     parts: list[Any] = []
     for alias, array in outputs.items():
-        key = alias.encode("utf-8")
         tensor = tensor_parts(array, tensor_content)
         size = sum(map(len, tensor))
-        head = b"\x0a" + varint(len(key)) + key + b"\x12" + varint(size)  # key 1, value 2
+        head = field(1, alias.encode("utf-8")) + b"\x12" + varint(size)  # key 1, value 2
         parts += (b"\x0a", varint(len(head) + size), head, *tensor)
     parts.append(_model_spec(servable_id.name, servable_id.version, signature_key))
     return b"".join(parts)
@@ -62,14 +62,10 @@ def response_bytes(servable_id: ServableId, signature_key: str,
 def _model_spec(name: str, version: int, signature_key: str) -> bytes:
     """``model_spec`` (field 2) of a response: name 1, version 2 (an Int64Value, present even for
     0), signature_name 3 (left out when empty, as proto3 does)."""
-    text = name.encode("utf-8")
-    number = b"\x08" + varint(version) if version else b""
-    spec = [b"\x0a", varint(len(text)), text, b"\x12", varint(len(number)), number]
+    spec = field(1, name.encode("utf-8")) + field(2, b"\x08" + varint(version) if version else b"")
     if signature_key:
-        key = signature_key.encode("utf-8")
-        spec += (b"\x1a", varint(len(key)), key)
-    body = b"".join(spec)
-    return b"\x12" + varint(len(body)) + body
+        spec += field(3, signature_key.encode("utf-8"))
+    return field(2, spec)
 
 
 class ProtoPredictCodec:

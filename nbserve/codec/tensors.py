@@ -58,6 +58,7 @@ from typing import Any, cast
 
 import numpy as np
 
+from nbserve.codec.wire import varint
 from nbserve.errors import ServingError, StatusCode
 from nbserve.servables.dtypes import DT_ENUM, DT_TO_NUMPY, dt_name
 from nbserve.servables.predict_util import check_feed_dtype
@@ -246,21 +247,6 @@ def packed_varints(values: np.ndarray) -> bytes:
     return b"".join(out)
 
 
-def varint(value: int) -> bytes:
-    """An integer as a protobuf varint (a negative one as its 64-bit two's complement, as an
-    ``int64`` field holds it)."""
-    if 0 <= value < 0x80:
-        return _SMALL_VARINTS[value]
-    value &= (1 << 64) - 1
-    out = bytearray()
-    while value >= 0x80:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
-_SMALL_VARINTS = [bytes((value,)) for value in range(0x80)]
 _TAGS = {field: varint((number << 3) | 2) for field, number in FIELD_NUMBERS.items()}
 
 

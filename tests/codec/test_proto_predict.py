@@ -10,7 +10,7 @@ from hypothesis.extra import numpy as hnp
 from tensorflow.core.framework import tensor_pb2
 from tensorflow_serving.apis import predict_pb2
 
-from nbserve.codec import tensors
+from nbserve.codec import tensors, wire
 from nbserve.codec.proto_predict import ProtoPredictCodec, response_bytes
 from nbserve.core.ids import ServableId
 
@@ -132,5 +132,5 @@ def test_packed_varints_across_chunks_equal_protobufs_encoding():
 def test_varint_is_protobufs_int64_encoding(value):
     plain = tensor_pb2.TensorProto()
     plain.int64_val.append(value)
-    encoded = tensors.varint(value)
-    assert plain.SerializeToString() == b"\x52" + tensors.varint(len(encoded)) + encoded
+    encoded = wire.varint(value)
+    assert plain.SerializeToString() == b"\x52" + wire.varint(len(encoded)) + encoded
